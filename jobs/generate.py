@@ -1,4 +1,5 @@
 """spark-submit entry: generate synthetic raw event files (see shopperlake.generate)."""
+
 import sys
 
 from shopperlake.generate import main

@@ -124,11 +124,14 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 
 def _nest(key: str, value: Any) -> dict[str, Any]:
-    # Spark conf keys contain dots themselves: everything after "spark.conf." is one key.
-    for open_map in ("spark.conf", "spark.submit_conf"):
+    # Keys of open maps contain dots themselves (spark.sql.x, bronze.events): everything after
+    # the map's own path is one key.
+    for open_map in sorted(OPEN_MAPS, key=len, reverse=True):
         if key.startswith(f"{open_map}."):
-            head, rest = open_map.split("."), key[len(open_map) + 1 :]
-            return {head[0]: {head[1]: {rest: value}}}
+            nested: dict[str, Any] = {key[len(open_map) + 1 :]: value}
+            for part in reversed(open_map.split(".")):
+                nested = {part: nested}
+            return nested
     out: dict[str, Any] = {}
     node = out
     parts = key.split(".")

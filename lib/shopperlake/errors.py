@@ -21,3 +21,11 @@ class SchemaError(ShopperLakeError):
 
 class LakeError(ShopperLakeError):
     """The lake cannot be read or written (unwritable root, missing table, failed commit)."""
+
+
+def root_cause(exc: BaseException) -> str:
+    """The most telling line of a (possibly Java) exception: its deepest ``Caused by``."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    causes = [ln for ln in lines if ln.startswith("Caused by:")]
+    line = causes[-1].removeprefix("Caused by:").strip() if causes else (lines[0] if lines else "")
+    return line or type(exc).__name__

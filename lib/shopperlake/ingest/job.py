@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shopperlake.cli import JobContext, job_main
-from shopperlake.errors import InputError
+from shopperlake.errors import InputError, root_cause
 from shopperlake.ingest.adapters import apply_transform
 from shopperlake.ingest.mapping import KEYS, EntityMapping, SourceMapping, load_mapping
 from shopperlake.ingest.readers import path_exists, read_raw
@@ -77,6 +77,10 @@ def ingest_entity(
     raw = apply_transform(read_raw(spark, path, m), m.transform, m.params)
     canon = canonicalize(raw, m, rules).persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        try:
+            canon.count()  # materialise: a file Spark cannot read fails here, named
+        except Exception as exc:
+            raise InputError(f"cannot read {m.entity} input {path}: {root_cause(exc)}") from exc
         return _write_entity(lake, source, m, canon, run_id)
     finally:
         canon.unpersist()

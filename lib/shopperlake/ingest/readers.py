@@ -8,12 +8,13 @@ blank lines and lines matching the mapping's ``skip_regex`` (headers, comments).
 
 from __future__ import annotations
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 from pyspark.sql.utils import AnalysisException
 
-from shopperlake.errors import InputError, SchemaError
+from shopperlake.errors import InputError, SchemaError, root_cause
 from shopperlake.ingest.mapping import EntityMapping
 
 CORRUPT = "_corrupt_record"
@@ -40,7 +41,7 @@ def _string_schema(fields: tuple[str, ...], corrupt: bool) -> StructType:
 
 
 def _fields_json(fields: tuple[str, ...]) -> Column:
-    return F.to_json(F.struct(*[F.col(f) for f in fields]))
+    return F.to_json(F.struct(*[F.col(f) for f in fields]), {"ignoreNullFields": "false"})
 
 
 def read_raw(spark: SparkSession, path: str, m: EntityMapping) -> DataFrame:
@@ -56,8 +57,8 @@ def read_raw(spark: SparkSession, path: str, m: EntityMapping) -> DataFrame:
             df = _read_text(spark, path, m)
         else:
             df = _read_parquet(spark, path, m)
-    except AnalysisException as exc:
-        raise InputError(f"cannot read {m.format} input {path}: {str(exc).splitlines()[0]}") from exc
+    except (AnalysisException, Py4JJavaError) as exc:
+        raise InputError(f"cannot read {m.entity} input {path}: {root_cause(exc)}") from exc
     return df
 
 

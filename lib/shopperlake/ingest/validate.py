@@ -86,7 +86,7 @@ def canonicalize(raw: DataFrame, m: EntityMapping, rules: Rules) -> DataFrame:
     schema = SCHEMAS[m.entity]
     targets = [f for f in schema.fields if f.name not in LINEAGE]
     df = raw
-    errors: list[Column] = [F.when(F.col("_malformed"), F.lit("malformed_record"))]
+    errors: list[Column] = []
     typed: dict[str, Column] = {}
     for f in targets:
         if f.name == "ts" and m.entity == "events":
@@ -166,7 +166,10 @@ def canonicalize(raw: DataFrame, m: EntityMapping, rules: Rules) -> DataFrame:
 
     out = df.select(
         *[typed[f.name].cast(f.dataType).alias(f.name) for f in targets],
-        F.array_compact(F.array(*errors)).alias("_errors"),
+        # A record that did not parse has no trustworthy fields: that is its only reason.
+        F.when(F.col("_malformed"), F.array(F.lit("malformed_record")))
+        .otherwise(F.array_compact(F.array(*errors)))
+        .alias("_errors"),
         "_raw",
         "_source_file",
     )
