@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
+from shopperlake.config import load_config
 from shopperlake.generate import GenParams, chunk_event_lines, chunk_events, main, planted_users
 from shopperlake.lake import Lake
 
