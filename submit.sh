@@ -114,9 +114,12 @@ command -v "$py" >/dev/null 2>&1 || die "no Python interpreter at $py (run make 
 # Validates the env and overrides, refreshes the zip, prints one option per line.
 options_text="$(
   PYTHONPATH="$ROOT/lib${PYTHONPATH:+:$PYTHONPATH}" \
-    "$py" -m shopperlake.submit_args --repo-root "$ROOT" --env "$env" "${sets[@]}"
+    "$py" -m shopperlake.submit_args --repo-root "$ROOT" --env "$env" ${sets[@]+"${sets[@]}"}
 )" || exit $?
-mapfile -t submit_opts <<<"$options_text"
+submit_opts=()
+while IFS= read -r line; do
+  submit_opts+=("$line")
+done <<<"$options_text"
 
 if [[ -n "${SPARK_SUBMIT:-}" ]]; then
   spark_submit="$SPARK_SUBMIT"

@@ -106,8 +106,10 @@ def submit_args(
 
 def package_files(repo_root: Path) -> Iterator[tuple[str, Path]]:
     """(name in the zip, file) for the package and the bundled config, in a stable order."""
-    sources = ((repo_root / "lib" / "shopperlake", "shopperlake"),
-               (repo_root / "conf", "shopperlake/_conf"))
+    sources = (
+        (repo_root / "lib" / "shopperlake", "shopperlake"),
+        (repo_root / "conf", "shopperlake/_conf"),
+    )
     for folder, prefix in sources:
         if not folder.is_dir():
             raise ConfigError(f"{folder} not found: is {repo_root} the ShopperLake repo?")
