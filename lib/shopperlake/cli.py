@@ -29,6 +29,12 @@ log = logging.getLogger("shopperlake")
 JOBS = {
     "generate": "shopperlake.generate",
     "ingest": "shopperlake.ingest.job",
+    "build_profiles": "shopperlake.build_profiles",
+    "build_segments": "shopperlake.build_segments",
+    "query": "shopperlake.query",
+    "build_training_set": "shopperlake.ml.training_set",
+    "train": "shopperlake.ml.train",
+    "score": "shopperlake.ml.score",
 }
 
 
@@ -65,8 +71,6 @@ def base_parser(job: str, description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO")
     return parser
-
-
 
 
 def one_line(exc: BaseException) -> str:
@@ -134,8 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in JOBS:
-        print(f"shopperlake: error: unknown job '{name}' (jobs: {', '.join(sorted(JOBS))})",
-              file=sys.stderr)
+        print(
+            f"shopperlake: error: unknown job '{name}' (jobs: {', '.join(sorted(JOBS))})",
+            file=sys.stderr,
+        )
         return 2
     module = importlib.import_module(JOBS[name])
     return int(module.main(rest))

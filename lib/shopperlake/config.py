@@ -29,9 +29,13 @@ OPEN_MAPS = frozenset(
         "profiles.tags",
         "segments.rfm_map",
         "models",
+        "retention.rules",
         "recommender.event_weights",
     }
 )
+
+# Open maps whose own keys contain dots (Spark conf names, table names).
+DOTTED_KEY_MAPS = frozenset({"spark.conf", "spark.submit_conf", "lake.locations", "catalog"})
 
 
 def conf_dir() -> Path:
@@ -126,7 +130,7 @@ def parse_override(item: str) -> tuple[str, Any]:
 def _nest(key: str, value: Any) -> dict[str, Any]:
     # Keys of open maps contain dots themselves (spark.sql.x, bronze.events): everything after
     # the map's own path is one key.
-    for open_map in sorted(OPEN_MAPS, key=len, reverse=True):
+    for open_map in sorted(DOTTED_KEY_MAPS, key=len, reverse=True):
         if key.startswith(f"{open_map}."):
             nested: dict[str, Any] = {key[len(open_map) + 1 :]: value}
             for part in reversed(open_map.split(".")):

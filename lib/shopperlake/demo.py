@@ -8,6 +8,7 @@ Delta lake (``./lake``), then prints what was written. Every step is the same jo
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 import time
@@ -32,20 +33,55 @@ class Step:
     argv: list[str]
 
 
+def as_of(args: argparse.Namespace) -> str:
+    """The last generated day: profiles, segments and scores are as of then."""
+    start = dt.date.fromisoformat(args.start_date)
+    return (start + dt.timedelta(days=args.days - 1)).isoformat()
+
+
 def steps(args: argparse.Namespace, raw: str) -> list[Step]:
+    from shopperlake.build_profiles import main as build_profiles
+    from shopperlake.build_segments import main as build_segments
     from shopperlake.generate import main as generate
     from shopperlake.ingest.job import main as ingest
+    from shopperlake.ml.score import main as score
+    from shopperlake.ml.train import main as train
+    from shopperlake.ml.training_set import main as build_training_set
 
     common = ["--lake", args.lake, "--env", args.env, "--log-level", "WARNING"]
+    # Profiles of the synthetic shop only: CDNOW customers (1997-98) would all be "dormant".
+    day = ["--as-of", as_of(args), "--set", "profiles.sources=[synthetic]"]
     return [
         Step(
             "generate synthetic clickstream",
             generate,
-            [*common, "--users", str(args.users), "--items", str(args.items), "--days",
-             str(args.days), "--seed", "42", "--start-date", args.start_date, "--output", raw],
+            [
+                *common,
+                "--users",
+                str(args.users),
+                "--items",
+                str(args.items),
+                "--days",
+                str(args.days),
+                "--seed",
+                "42",
+                "--start-date",
+                args.start_date,
+                "--output",
+                raw,
+            ],
         ),
         Step("ingest synthetic", ingest, [*common, "--source", "synthetic", "--input", raw]),
         Step("ingest CDNOW (lifetimes package)", ingest, [*common, "--source", "cdnow"]),
+        Step("build profiles", build_profiles, [*common, *day]),
+        Step("build segments", build_segments, [*common, *day, "--quiet"]),
+        Step(
+            "build churn training set (profiles of earlier cutoffs on demand)",
+            build_training_set,
+            [*common, *day, "--model", "churn"],
+        ),
+        Step("train churn (Horovod x2, Petastorm)", train, [*common, *day, "--model", "churn"]),
+        Step("score churn + retention targets", score, [*common, *day, "--model", "churn"]),
     ]
 
 
@@ -79,6 +115,59 @@ def summary(lake: Lake) -> str:
             .collect()
         )
         out += [f"  {r['source']:<11}{r['reason']:<40}{r['count']:>8,}" for r in reasons]
+    day = None
+    if lake.exists("gold.user_segments"):
+        seg = lake.read("gold.user_segments")
+        day = seg.agg(F.max("as_of_date")).first()[0]
+        out += ["", f"gold.user_segments as of {day} (RFM segments):"]
+        rows = seg.where(F.col("as_of_date") == day).groupBy("rfm_segment").count()
+        for r in rows.orderBy(F.desc("count")).collect():
+            out.append(f"  {r['rfm_segment']:<22}{r['count']:>8,}")
+        clusters = (
+            seg.where(F.col("as_of_date") == day)
+            .groupBy("cluster_id", "cluster_description")
+            .count()
+            .orderBy("cluster_id")
+        )
+        out.append("  clusters:")
+        for r in clusters.collect():
+            out.append(f"  {r['cluster_id']!s:>3} {r['count']:>7,}  {r['cluster_description']}")
+    if lake.exists("gold.model_metrics"):
+        out += ["", "churn model, test split (out-of-time cutoff):"]
+        m = lake.read("gold.model_metrics").where(
+            (F.col("model") == "churn") & (F.col("split") == "test")
+        )
+        latest = m.agg(F.max("version")).first()[0]
+        metrics = ["roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall", "f1"]
+        table = {
+            (r["algorithm"], r["metric"]): r["value"]
+            for r in m.where(F.col("version") == latest).collect()
+        }
+        out.append(f"  {'model':<10}" + "".join(f"{x:>10}" for x in metrics))
+        for algo in ("dnn", "logreg", "gbt", "constant"):
+            out.append(
+                f"  {algo:<10}"
+                + "".join(f"{table.get((algo, x), float('nan')):>10.4f}" for x in metrics)
+            )
+    if lake.exists("gold.churn_scores") and day is not None:
+        scores = lake.read("gold.churn_scores").where(F.col("as_of_date") == day)
+        bands = {r["risk_band"]: r["count"] for r in scores.groupBy("risk_band").count().collect()}
+        out += [
+            "",
+            f"gold.churn_scores as of {day}: "
+            + ", ".join(f"{b} {bands.get(b, 0):,}" for b in ("high", "medium", "low")),
+        ]
+    if lake.exists("gold.retention_targets") and day is not None:
+        t = lake.read("gold.retention_targets").where(F.col("as_of_date") == day)
+        out.append(
+            "gold.retention_targets: "
+            + ", ".join(
+                f"{r['action']} {r['count']:,} (value at stake {r['v']:,.0f})"
+                for r in t.groupBy("action")
+                .agg(F.count(F.lit(1)).alias("count"), F.sum("value_at_stake").alias("v"))
+                .collect()
+            )
+        )
     if lake.exists("meta.runs"):
         out += ["", "meta.runs (read = written + duplicate + quarantined):"]
         for r in lake.read("meta.runs").orderBy("started_at").collect():
@@ -98,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--env", default="local")
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--items", type=int, default=800)
-    parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--days", type=int, default=180)
     parser.add_argument("--start-date", dest="start_date", default="2024-01-01")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -89,7 +89,7 @@ def sql_literal(value: Any) -> str:
 
 
 def partition_predicate(where: Mapping[str, Any]) -> str:
-    """``{col: value}`` / ``{col: (lo, hi)}`` (inclusive range) → SQL predicate string."""
+    """``{col: value}`` / ``{col: (lo, hi)}`` (inclusive range) / ``{col: [v, ...]}`` → SQL."""
     parts = []
     for column, value in where.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", column):
@@ -97,6 +97,11 @@ def partition_predicate(where: Mapping[str, Any]) -> str:
         if isinstance(value, tuple):
             lo, hi = value
             parts.append(f"{column} >= {sql_literal(lo)} AND {column} <= {sql_literal(hi)}")
+        elif isinstance(value, list | frozenset | set):
+            if not value:
+                raise LakeError(f"empty value list for {column} in a partition predicate")
+            literals = ", ".join(sql_literal(v) for v in sorted(value))
+            parts.append(f"{column} IN ({literals})")
         else:
             parts.append(f"{column} = {sql_literal(value)}")
     if not parts:

@@ -122,3 +122,233 @@ SCHEMAS: dict[str, StructType] = {
 }
 
 __all__ = ["EVENTS", "EVENT_TYPES", "ITEMS", "QUARANTINE", "RUNS", "SCHEMAS", "USERS", "ArrayType"]
+
+# -- gold: user profiles and segments (build_profiles, build_segments) -------------------------
+
+# Activity of one window (the key of ``user_profiles.activity``: "7d", "30d", ..., "all").
+WINDOW_ACTIVITY = StructType(
+    [
+        StructField("events", LongType(), True),
+        StructField("views", LongType(), True),
+        StructField("clicks", LongType(), True),
+        StructField("searches", LongType(), True),
+        StructField("add_to_carts", LongType(), True),
+        StructField("remove_from_carts", LongType(), True),
+        StructField("purchase_events", LongType(), True),
+        StructField("returns", LongType(), True),
+        StructField("reviews", LongType(), True),
+        StructField("sessions", LongType(), True),
+        StructField("active_days", LongType(), True),
+        StructField("purchases", LongType(), True),
+        StructField("spend", DoubleType(), True),
+    ]
+)
+
+CATEGORY_SHARE = StructType(
+    [StructField("category", StringType(), True), StructField("share", DoubleType(), True)]
+)
+
+USER_PROFILES = StructType(
+    [
+        StructField("user_id", StringType(), False),
+        StructField("first_event_ts", TimestampType(), True),
+        StructField("last_event_ts", TimestampType(), True),
+        StructField("tenure_days", IntegerType(), True),
+        StructField("days_since_last_event", IntegerType(), True),
+        StructField("first_purchase_date", DateType(), True),
+        StructField("last_purchase_date", DateType(), True),
+        StructField("recency_days", IntegerType(), True),
+        StructField("frequency", LongType(), True),
+        StructField("monetary_total", DoubleType(), True),
+        StructField("avg_order_value", DoubleType(), True),
+        StructField("purchase_days", LongType(), True),
+        StructField("btyd_frequency", DoubleType(), True),
+        StructField("btyd_recency", DoubleType(), True),
+        StructField("btyd_T", DoubleType(), True),
+        StructField("btyd_monetary_value", DoubleType(), True),
+        StructField("activity", MapType(StringType(), WINDOW_ACTIVITY), True),
+        StructField("sessions", LongType(), True),
+        StructField("sessions_with_view", LongType(), True),
+        StructField("sessions_with_cart", LongType(), True),
+        StructField("sessions_with_purchase", LongType(), True),
+        StructField("view_to_cart_rate", DoubleType(), True),
+        StructField("cart_to_purchase_rate", DoubleType(), True),
+        StructField("cart_abandonment_rate", DoubleType(), True),
+        StructField("returned_orders", LongType(), True),
+        StructField("return_rate", DoubleType(), True),
+        StructField("review_count", LongType(), True),
+        StructField("avg_rating", DoubleType(), True),
+        StructField("top_categories", ArrayType(CATEGORY_SHARE), True),
+        StructField("category_shares", MapType(StringType(), DoubleType()), True),
+        StructField("price_level", DoubleType(), True),
+        StructField("preferred_day_of_week", StringType(), True),
+        StructField("preferred_hour", IntegerType(), True),
+        StructField("device_mix", MapType(StringType(), DoubleType()), True),
+        StructField("channel_mix", MapType(StringType(), DoubleType()), True),
+        StructField("mean_interpurchase_days", DoubleType(), True),
+        StructField("std_interpurchase_days", DoubleType(), True),
+        StructField("trend_recent_events", LongType(), True),
+        StructField("trend_prior_events", LongType(), True),
+        StructField("activity_trend", DoubleType(), True),
+        StructField("signup_date", DateType(), True),
+        StructField("country", StringType(), True),
+        StructField("age_band", StringType(), True),
+        StructField("tags", ArrayType(StringType()), True),
+        StructField("as_of_date", DateType(), False),
+    ]
+)
+
+USER_SEGMENTS = StructType(
+    [
+        StructField("user_id", StringType(), False),
+        StructField("r_score", IntegerType(), True),
+        StructField("f_score", IntegerType(), True),
+        StructField("m_score", IntegerType(), True),
+        StructField("fm_score", IntegerType(), True),
+        StructField("rfm_code", StringType(), True),
+        StructField("rfm_segment", StringType(), False),
+        StructField("cluster_id", IntegerType(), True),
+        StructField("cluster_description", StringType(), True),
+        StructField("as_of_date", DateType(), False),
+    ]
+)
+
+SEGMENT_SUMMARY = StructType(
+    [
+        StructField("kind", StringType(), False),
+        StructField("segment", StringType(), False),
+        StructField("cluster_id", IntegerType(), True),
+        StructField("description", StringType(), True),
+        StructField("users", LongType(), False),
+        StructField("share", DoubleType(), False),
+        StructField("mean_recency_days", DoubleType(), True),
+        StructField("median_recency_days", DoubleType(), True),
+        StructField("mean_frequency", DoubleType(), True),
+        StructField("median_frequency", DoubleType(), True),
+        StructField("mean_monetary_total", DoubleType(), True),
+        StructField("median_monetary_total", DoubleType(), True),
+        StructField("mean_avg_order_value", DoubleType(), True),
+        StructField("median_avg_order_value", DoubleType(), True),
+        StructField("mean_tenure_days", DoubleType(), True),
+        StructField("median_tenure_days", DoubleType(), True),
+        StructField("mean_days_since_last_event", DoubleType(), True),
+        StructField("median_days_since_last_event", DoubleType(), True),
+        StructField("feature_means", MapType(StringType(), DoubleType()), True),
+        StructField("feature_medians", MapType(StringType(), DoubleType()), True),
+        StructField("as_of_date", DateType(), False),
+    ]
+)
+
+SEGMENT_CENTROIDS = StructType(
+    [
+        StructField("cluster_id", IntegerType(), False),
+        StructField("k", IntegerType(), False),
+        StructField("features", ArrayType(StringType()), False),
+        StructField("centroid", ArrayType(DoubleType()), False),
+        StructField("centroid_z", ArrayType(DoubleType()), False),
+        StructField("users", LongType(), False),
+        StructField("description", StringType(), True),
+        StructField("silhouette", DoubleType(), True),
+        StructField("matched_as_of_date", DateType(), True),
+        StructField("as_of_date", DateType(), False),
+    ]
+)
+
+SCHEMAS.update(
+    {
+        "user_profiles": USER_PROFILES,
+        "user_segments": USER_SEGMENTS,
+        "segment_summary": SEGMENT_SUMMARY,
+        "segment_centroids": SEGMENT_CENTROIDS,
+    }
+)
+
+# -- gold: churn / propensity (build_training_set, train, score) --------------------------------
+
+TRAINING_SETS = StructType(
+    [
+        StructField("model", StringType(), False),
+        StructField("cutoff", DateType(), False),
+        StructField("user_id", StringType(), False),
+        StructField("label", IntegerType(), False),
+        StructField("split", StringType(), False),
+        StructField("numeric", MapType(StringType(), DoubleType()), False),
+        StructField("categorical", MapType(StringType(), StringType()), False),
+        StructField("run_id", StringType(), False),
+    ]
+)
+
+MODEL_METRICS = StructType(
+    [
+        StructField("model", StringType(), False),
+        StructField("version", StringType(), False),
+        StructField("algorithm", StringType(), False),
+        StructField("split", StringType(), False),
+        StructField("metric", StringType(), False),
+        StructField("value", DoubleType(), True),
+        StructField("trained_at", TimestampType(), False),
+        StructField("run_id", StringType(), False),
+    ]
+)
+
+SCORES = StructType(
+    [
+        StructField("user_id", StringType(), False),
+        StructField("score", DoubleType(), False),
+        StructField("risk_band", StringType(), False),
+        StructField("top_reasons", ArrayType(StringType()), True),
+        StructField("model_version", StringType(), False),
+        StructField("as_of_date", DateType(), False),
+    ]
+)
+
+RETENTION_TARGETS = StructType(
+    [
+        StructField("user_id", StringType(), False),
+        StructField("score", DoubleType(), False),
+        StructField("risk_band", StringType(), False),
+        StructField("rfm_segment", StringType(), True),
+        StructField("customer_value", DoubleType(), False),
+        StructField("value_at_stake", DoubleType(), False),
+        StructField("action", StringType(), False),
+        StructField("top_reasons", ArrayType(StringType()), True),
+        StructField("model_version", StringType(), False),
+        StructField("as_of_date", DateType(), False),
+    ]
+)
+
+SCHEMAS.update(
+    {
+        "training_sets": TRAINING_SETS,
+        "model_metrics": MODEL_METRICS,
+        "scores": SCORES,
+        "retention_targets": RETENTION_TARGETS,
+    }
+)
+
+# -- gold: recommender (train / score --model recommender) -------------------------------------
+
+RECOMMENDATIONS = StructType(
+    [
+        StructField("user_id", StringType(), False),
+        StructField("as_of_date", DateType(), False),
+        StructField("rank", IntegerType(), False),
+        StructField("item_id", StringType(), False),
+        StructField("score", DoubleType(), False),
+        StructField("source", StringType(), False),
+        StructField("model_version", StringType(), False),
+    ]
+)
+
+SIMILAR_ITEMS = StructType(
+    [
+        StructField("item_id", StringType(), False),
+        StructField("rank", IntegerType(), False),
+        StructField("similar_item_id", StringType(), False),
+        StructField("score", DoubleType(), False),
+        StructField("model_version", StringType(), False),
+        StructField("as_of_date", DateType(), False),
+    ]
+)
+
+SCHEMAS.update({"recommendations": RECOMMENDATIONS, "similar_items": SIMILAR_ITEMS})

@@ -47,6 +47,9 @@ def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
         return active
     builder = SparkSession.builder.appName(app_name or cfg.get("spark.app_name", "shopperlake"))
     master = cfg.get("spark.master")
+    master_env = cfg.get("spark.master_env")
+    if master_env and os.environ.get(str(master_env)):
+        master = os.environ[str(master_env)]
     # spark-submit starts the JVM first and hands Python its gateway port.
     submitted = bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
     if master and not submitted:

@@ -1,0 +1,2 @@
+"""Churn and purchase-propensity models: labels, training sets, features, Horovod training,
+evaluation, registry and scoring."""

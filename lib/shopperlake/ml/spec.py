@@ -1,0 +1,119 @@
+"""Typed view of one model's config block (``models.<name>`` in conf/base.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from shopperlake.config import Config
+from shopperlake.errors import ConfigError, InputError
+
+KINDS = ("churn", "propensity")
+
+
+@dataclass(frozen=True)
+class DnnParams:
+    hidden: tuple[int, ...] = (64, 32)
+    dropout: float = 0.1
+    learning_rate: float = 0.001
+    batch_size: int = 256
+    epochs: int = 30
+    patience: int = 4
+    num_proc: int = 2
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Label definition, features and training settings of one tabular model."""
+
+    name: str
+    kind: str
+    lookback_days: int
+    horizon_days: int
+    population: str  # purchasers | active
+    categorical_features: tuple[str, ...]
+    exclude_features: tuple[str, ...]
+    log_transform: bool
+    vocab_size: int
+    validation_share: float
+    threshold_strategy: Literal["max_f1", "budget"]
+    budget: float
+    promotion_metric: str
+    promotion_min_delta: float
+    risk_bands: dict[str, float]
+    auto_cutoffs: int
+    cutoff_step_days: int
+    score_table: str
+    gbt_max_iter: int = 60
+    importance_rows: int = 20_000
+    dnn: DnnParams = field(default_factory=DnnParams)
+
+    @property
+    def label_name(self) -> str:
+        return "churned" if self.kind == "churn" else "purchased"
+
+
+def _get(block: dict[str, Any], key: str, name: str, kind: type) -> Any:
+    if key not in block:
+        raise ConfigError(f"models.{name}.{key} is required")
+    value = block[key]
+    if kind is float and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, kind):
+        raise ConfigError(f"models.{name}.{key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def model_spec(cfg: Config, name: str) -> ModelSpec:
+    models = cfg.get("models") or {}
+    if name not in models:
+        raise InputError(f"unknown model '{name}' (configured: {', '.join(sorted(models))})")
+    block = models[name]
+    kind = _get(block, "kind", name, str)
+    if kind not in KINDS:
+        raise ConfigError(f"models.{name}.kind must be one of {', '.join(KINDS)}")
+    dnn_block = dict(block.get("dnn") or {})
+    known = {f.name for f in fields(DnnParams)}
+    unknown = set(dnn_block) - known
+    if unknown:
+        raise ConfigError(f"models.{name}.dnn: unknown key(s) {', '.join(sorted(unknown))}")
+    if "hidden" in dnn_block:
+        dnn_block["hidden"] = tuple(int(h) for h in dnn_block["hidden"])
+    population = str(block.get("population", "purchasers"))
+    if population not in {"purchasers", "active"}:
+        raise ConfigError(f"models.{name}.population must be purchasers or active")
+    threshold = block.get("threshold") or {}
+    strategy: Literal["max_f1", "budget"]
+    raw_strategy = str(threshold.get("strategy", "max_f1"))
+    if raw_strategy == "max_f1":
+        strategy = "max_f1"
+    elif raw_strategy == "budget":
+        strategy = "budget"
+    else:
+        raise ConfigError(f"models.{name}.threshold.strategy must be max_f1 or budget")
+    promotion = block.get("promotion") or {}
+    bands = {str(k): float(v) for k, v in (block.get("risk_bands") or {}).items()}
+    return ModelSpec(
+        name=name,
+        kind=kind,
+        lookback_days=_get(block, "lookback_days", name, int),
+        horizon_days=_get(block, "horizon_days", name, int),
+        population=population,
+        categorical_features=tuple(block.get("categorical_features") or ()),
+        exclude_features=tuple(block.get("exclude_features") or ()),
+        log_transform=bool(block.get("log_transform", True)),
+        vocab_size=int(block.get("vocab_size", 20)),
+        validation_share=float(block.get("validation_share", 0.2)),
+        threshold_strategy=strategy,
+        budget=float(threshold.get("budget", 0.1)),
+        promotion_metric=str(promotion.get("metric", "roc_auc")),
+        promotion_min_delta=float(promotion.get("min_delta", 0.0)),
+        risk_bands=bands or {"high": 0.7, "medium": 0.4},
+        auto_cutoffs=int(block.get("auto_cutoffs", 4)),
+        cutoff_step_days=int(block.get("cutoff_step_days", 30)),
+        score_table=str(block.get("score_table", f"gold.{kind}_scores")),
+        gbt_max_iter=int(block.get("gbt_max_iter", 60)),
+        importance_rows=int(block.get("importance_rows", 20_000)),
+        dnn=DnnParams(**dnn_block),
+    )

@@ -1,0 +1,283 @@
+"""``train --model churn|propensity``: fit the feature transform on the train split, train the
+DNN with Horovod on Spark executors fed by Petastorm, fit MLlib baselines on the same split,
+evaluate everything side by side, register a model version and promote it if not worse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shopperlake import __version__
+from shopperlake.cli import JobContext, job_main
+from shopperlake.errors import InputError
+from shopperlake.evaluation import (
+    calibration_table,
+    choose_threshold,
+    constant_baseline,
+    evaluate,
+    lift_table,
+    plot_curves,
+)
+from shopperlake.ml import baselines
+from shopperlake.ml.dnn import TrainedDnn, predict_column, train_dnn
+from shopperlake.ml.features import FeatureTransform
+from shopperlake.ml.importance import permutation_importance
+from shopperlake.ml.registry import Registry, registry_root
+from shopperlake.ml.spec import ModelSpec, model_spec
+from shopperlake.schemas import MODEL_METRICS
+
+log = logging.getLogger(__name__)
+SPLITS = ("validation", "test")
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+            check=True,
+        ).stdout.strip()
+        return f"{__version__}+{sha}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def with_weights(df: DataFrame, pos_rate: float) -> DataFrame:
+    """Balanced class weights from the training base rate (each class weighs half)."""
+    w_pos, w_neg = 0.5 / pos_rate, 0.5 / (1.0 - pos_rate)
+    return df.withColumn("weight", F.when(F.col("label") == 1, w_pos).otherwise(w_neg))
+
+
+def collect_scores(df: DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    # One fixed row order for every algorithm, so plots and tables compare like with like.
+    pdf: pd.DataFrame = (
+        df.select("cutoff", "user_id", "label", "score").orderBy("cutoff", "user_id").toPandas()
+    )
+    return pdf["label"].to_numpy(dtype=int), pdf["score"].to_numpy(dtype=float)
+
+
+def evaluation_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
+    cols = ["roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall", "f1", "threshold"]
+    lines = [f"{'split':<11}{'model':<10}" + "".join(f"{c:>10}" for c in cols)]
+    for split, by_algo in metrics.items():
+        for algo, m in by_algo.items():
+            lines.append(f"{split:<11}{algo:<10}" + "".join(f"{m[c]:>10.4f}" for c in cols))
+    return "\n".join(lines)
+
+
+def metric_rows(
+    spec: ModelSpec,
+    version: str,
+    run_id: str,
+    metrics: dict[str, dict[str, dict[str, float]]],
+    importance: dict[str, float],
+) -> list[tuple[Any, ...]]:
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        (spec.name, version, algo, split, metric, float(value), now, run_id)
+        for split, by_algo in metrics.items()
+        for algo, values in by_algo.items()
+        for metric, value in values.items()
+    ]
+    rows += [
+        (spec.name, version, "dnn", "test", f"importance:{name}", float(v), now, run_id)
+        for name, v in importance.items()
+    ]
+    return rows
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model name in config (churn, propensity)")
+    parser.add_argument(
+        "--num-proc",
+        dest="num_proc",
+        type=int,
+        default=None,
+        help="Horovod processes (default models.<name>.dnn.num_proc)",
+    )
+
+
+def body(ctx: JobContext) -> None:
+    spec = model_spec(ctx.cfg, ctx.args.model)
+    params = spec.dnn
+    if ctx.args.num_proc:
+        params = type(params)(**{**params.__dict__, "num_proc": ctx.args.num_proc})
+    lake, spark = ctx.lake, ctx.spark
+    ts_version = lake.version("gold.training_sets")
+    data = lake.read("gold.training_sets").where(F.col("model") == spec.name).cache()
+    counts = {
+        (r["split"], r["label"]): r["count"]
+        for r in data.groupBy("split", "label").count().collect()
+    }
+    for split in ("train", *SPLITS):
+        if not (counts.get((split, 0)) and counts.get((split, 1))):
+            raise InputError(
+                f"training set for '{spec.name}' has no {split} rows of both classes "
+                f"(counts {counts}): rebuild it with other cutoffs or more data"
+            )
+    train = data.where("split = 'train'")
+    transform = FeatureTransform.fit(
+        train, spec.log_transform, spec.categorical_features, spec.vocab_size
+    )
+    pos_rate = counts[("train", 1)] / (counts[("train", 0)] + counts[("train", 1)])
+    frames = {
+        split: with_weights(transform.apply(data.where(F.col("split") == split)), pos_rate).select(
+            "user_id", "cutoff", "features", "label", "weight"
+        )
+        for split in ("train", *SPLITS)
+    }
+    names = transform.output_names
+    registry = Registry(registry_root(lake.root))
+    mv = registry.new_version(spec.name)
+    cache_dir = (
+        ctx.cfg.get("training.petastorm_cache")
+        or (Path(lake.root.removeprefix("file:")).resolve() / "_petastorm_cache").as_uri()
+    )
+    try:
+        dnn = train_dnn(
+            spark,
+            frames["train"],
+            frames["validation"],
+            len(names),
+            params,
+            str(cache_dir),
+            checkpoint_dir=str(mv.path / "checkpoints"),
+        )
+        scored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {"dnn": {}}
+        for split in SPLITS:
+            scored["dnn"][split] = collect_scores(predict_column(spark, frames[split], dnn))
+        predicted = baselines.fit_predict(
+            frames["train"], {s: frames[s] for s in SPLITS}, params.seed, spec.gbt_max_iter
+        )
+        for algo, frames_by_split in predicted.items():
+            scored[algo] = {s: collect_scores(df) for s, df in frames_by_split.items()}
+        metrics: dict[str, dict[str, dict[str, float]]] = {s: {} for s in SPLITS}
+        for algo, by_split in scored.items():
+            y_val, p_val = by_split["validation"]
+            threshold = choose_threshold(y_val, p_val, spec.threshold_strategy, spec.budget)
+            for split in SPLITS:
+                y, p = by_split[split]
+                metrics[split][algo] = evaluate(y, p, threshold)
+        y_train = np.r_[np.zeros(counts[("train", 0)]), np.ones(counts[("train", 1)])]
+        for split in SPLITS:
+            metrics[split]["constant"] = constant_baseline(y_train, scored["dnn"][split][0])
+        importance = permutation_importance(
+            frames["test"],
+            len(names),
+            names,
+            lambda df: predict_column(spark, df, dnn),
+            seed=params.seed,
+            max_rows=spec.importance_rows,
+        )
+        save_version(
+            mv.path, dnn, transform, spec, params, metrics, importance, scored, ts_version, counts
+        )
+    except BaseException:
+        registry.discard(mv)
+        raise
+    test_value = metrics["test"]["dnn"][spec.promotion_metric]
+    promoted, before = registry.promote_if_not_worse(
+        mv, spec.promotion_metric, test_value, spec.promotion_min_delta
+    )
+    rows = metric_rows(spec, mv.version, ctx.run.run_id, metrics, importance)
+    lake.merge(
+        "gold.model_metrics",
+        spark.createDataFrame(rows, MODEL_METRICS),
+        ["model", "version", "algorithm", "split", "metric"],
+    )
+    data.unpersist()
+    table = evaluation_table(metrics)
+    verdict = "promoted to current" if promoted else "NOT promoted"
+    previous = "" if before is None else f"; previous test {spec.promotion_metric} {before:.4f}"
+    print(f"\nmodel {spec.name} {mv.version} ({verdict}{previous})")
+    print(table)
+    top = sorted(importance.items(), key=lambda kv: -kv[1])[:8]
+    print(
+        "permutation importance (test ROC-AUC drop): " + ", ".join(f"{k} {v:.4f}" for k, v in top)
+    )
+    ctx.run.rows_read = int(sum(counts.values()))
+    ctx.run.rows_written = len(rows)
+    ctx.run.metrics.update({f"test.{a}.roc_auc": m["roc_auc"] for a, m in metrics["test"].items()})
+    ctx.run.metrics["promoted"] = float(promoted)
+    ctx.run.metrics["horovod_seconds"] = dnn.seconds
+
+
+def save_version(
+    path: Path,
+    dnn: TrainedDnn,
+    transform: FeatureTransform,
+    spec: ModelSpec,
+    params: Any,
+    metrics: dict[str, Any],
+    importance: dict[str, float],
+    scored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+    ts_version: int | None,
+    counts: dict[tuple[str, int], int],
+) -> None:
+    dnn.build().save(path / "model.keras")
+    (path / "transform.json").write_text(transform.to_json())
+    (path / "metrics.json").write_text(json.dumps({**metrics, "importance": importance}, indent=2))
+    (path / "params.json").write_text(
+        json.dumps(
+            {
+                "model": spec.name,
+                "kind": spec.kind,
+                "lookback_days": spec.lookback_days,
+                "horizon_days": spec.horizon_days,
+                "population": spec.population,
+                "dnn": params.__dict__,
+                "training_set_version": ts_version,
+                "code_version": code_version(),
+                "trained_at": dt.datetime.now(dt.UTC).isoformat(),
+                "rows": {f"{s}.{lab}": n for (s, lab), n in sorted(counts.items())},
+                "history": dnn.history,
+                "horovod_seconds": dnn.seconds,
+                "num_proc": dnn.num_proc,
+                "features": transform.output_names,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    y, _ = scored["dnn"]["test"]
+    lift_table(y, scored["dnn"]["test"][1]).to_csv(path / "lift_test.csv", index=False)
+    calibration_table(y, scored["dnn"]["test"][1]).to_csv(
+        path / "calibration_test.csv", index=False
+    )
+    pd.DataFrame(
+        [{"split": s, "model": a, **m} for s, by in metrics.items() for a, m in by.items()]
+    ).to_csv(path / "evaluation.csv", index=False)
+    plot_curves(y, {algo: by["test"][1] for algo, by in scored.items()}, path)
+
+
+def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
+    import sys
+
+    from shopperlake.rec.job import train_main, wants_recommender
+
+    if wants_recommender(sys.argv[1:] if argv is None else argv):
+        return train_main(argv, spark)
+    return job_main(
+        "train",
+        "Train a model with Horovod on Spark (Petastorm-fed), evaluate against baselines, "
+        "register and promote.",
+        add_args,
+        body,
+        argv,
+        spark,
+    )

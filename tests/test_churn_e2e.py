@@ -1,0 +1,178 @@
+"""End to end on planted synthetic data: generate → ingest → training set (profiles built on
+demand) → train with Horovod (2 processes, Petastorm-fed) → score → retention targets.
+
+One module-scoped lake keeps the default run lean; each test checks one requirement on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from shopperlake.build_profiles import main as build_profiles
+from shopperlake.generate import main as generate
+from shopperlake.ingest.job import main as ingest
+from shopperlake.lake import Lake, load_catalog
+from shopperlake.ml.registry import Registry, registry_root
+from shopperlake.ml.score import main as score
+from shopperlake.ml.train import main as train
+from shopperlake.ml.training_set import main as build_training_set
+from tests.conftest import job_args
+
+pytestmark = pytest.mark.training
+AS_OF = "2024-04-29"
+CUTOFFS = "2024-02-28,2024-03-14,2024-03-29"
+MODEL = [
+    "--set", "models.churn.horizon_days=30",
+    "--set", "models.churn.lookback_days=45",
+    "--set", "models.churn.dnn.epochs=6",
+    "--set", "models.churn.gbt_max_iter=15",
+    "--set", "models.churn.importance_rows=3000",
+]  # fmt: skip
+
+
+@dataclass
+class Trained:
+    root: str
+    lake: Lake
+    train_code: int
+    score_code: int
+
+
+@pytest.fixture(scope="module")
+def trained(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    base = tmp_path_factory.mktemp("churn")
+    root, raw = str(base / "lake"), str(base / "raw")
+    gen = [
+        "--users",
+        "1500",
+        "--items",
+        "200",
+        "--days",
+        "120",
+        "--seed",
+        "3",
+        "--start-date",
+        "2024-01-01",
+        "--output",
+        raw,
+        "--set",
+        "generate.chunk_users=100",
+    ]
+    assert generate(job_args(root, *gen)) == 0
+    assert ingest(job_args(root, "--source", "synthetic", "--input", raw, "--as-of", AS_OF)) == 0
+    assert (
+        build_training_set(
+            job_args(root, "--model", "churn", "--as-of", AS_OF, "--cutoffs", CUTOFFS, *MODEL)
+        )
+        == 0
+    )
+    train_code = train(job_args(root, "--model", "churn", "--as-of", AS_OF, *MODEL))
+    assert build_profiles(job_args(root, "--as-of", AS_OF)) == 0
+    score_code = score(job_args(root, "--model", "churn", "--as-of", AS_OF, *MODEL))
+    return Trained(root, Lake(spark, root, load_catalog()), train_code, score_code)
+
+
+def test_training_set_is_point_in_time_and_split_out_of_time(trained: Trained) -> None:
+    rows = trained.lake.read("gold.training_sets")
+    got = {(r.cutoff, r.split) for r in rows.select("cutoff", "split").distinct().collect()}
+    d = dt.date
+    assert got == {
+        (d(2024, 2, 28), "train"), (d(2024, 2, 28), "validation"),
+        (d(2024, 3, 14), "train"), (d(2024, 3, 14), "validation"),
+        (d(2024, 3, 29), "test"),
+    }  # fmt: skip
+    # Profiles were built on demand for every cutoff, and only for those dates so far + as-of.
+    snaps = {
+        r[0]
+        for r in trained.lake.read("gold.user_profiles").select("as_of_date").distinct().collect()
+    }
+    assert snaps == {d(2024, 2, 28), d(2024, 3, 14), d(2024, 3, 29), d(2024, 4, 29)}
+    # Features of a cutoff row equal that cutoff's profile snapshot, never a later one.
+    prof = trained.lake.read("gold.user_profiles").where("as_of_date = DATE'2024-03-14'")
+    joined = rows.where("cutoff = DATE'2024-03-14'").join(prof, "user_id")
+    assert joined.where(F.col("numeric")["frequency"] != F.col("frequency")).count() == 0
+    assert joined.count() == rows.where("cutoff = DATE'2024-03-14'").count()
+
+
+def test_horovod_dnn_beats_constant_and_is_registered(trained: Trained) -> None:
+    assert trained.train_code == 0
+    registry = Registry(registry_root(trained.lake.root))
+    mv = registry.get("churn")
+    assert mv.version == "v0001"
+    params = mv.read_json("params.json")
+    assert params["num_proc"] == 2 and params["training_set_version"] is not None
+    for file in (
+        "model.keras",
+        "transform.json",
+        "evaluation.csv",
+        "lift_test.csv",
+        "calibration_test.csv",
+        "roc.png",
+        "pr.png",
+        "lift.png",
+        "calibration.png",
+    ):
+        assert (mv.path / file).stat().st_size > 0, file
+    metrics = trained.lake.read("gold.model_metrics").where("metric = 'roc_auc'")
+    auc = {(r.algorithm, r.split): r.value for r in metrics.collect()}
+    # The generator plants churners whose activity decays and stops: a real model must rank
+    # them clearly above chance on the out-of-time test cutoff; the constant model cannot.
+    assert auc[("constant", "test")] == 0.5
+    assert auc[("dnn", "test")] > 0.62, auc
+    assert {a for a, _ in auc} == {"dnn", "logreg", "gbt", "constant"}
+    importance = trained.lake.read("gold.model_metrics").where(
+        F.col("metric").startswith("importance:")
+    )
+    assert importance.count() == len(params["features"])
+
+
+def test_scores_cover_the_snapshot_and_are_idempotent(
+    spark: SparkSession, trained: Trained
+) -> None:
+    assert trained.score_code == 0
+    lake = trained.lake
+    scores = lake.read("gold.churn_scores")
+    profiles = lake.read("gold.user_profiles").where(f"as_of_date = DATE'{AS_OF}'")
+    assert scores.count() == profiles.count()
+    assert scores.join(profiles, "user_id", "left_anti").count() == 0
+    bands = {r.risk_band for r in scores.select("risk_band").distinct().collect()}
+    assert bands <= {"low", "medium", "high"} and "high" in bands
+    wrong_band = scores.where(
+        ((F.col("score") >= 0.7) & (F.col("risk_band") != "high"))
+        | ((F.col("score") < 0.4) & (F.col("risk_band") != "low"))
+    )
+    assert wrong_band.count() == 0
+    assert scores.where(F.size("top_reasons") == 0).count() < scores.count()
+    targets = lake.read("gold.retention_targets")
+    assert targets.count() == scores.where("risk_band = 'high'").count()
+    assert targets.where("value_at_stake <> score * customer_value").count() == 0
+    before = scores.collect()
+    targets_before = targets.collect()
+    assert score(job_args(trained.root, "--model", "churn", "--as-of", AS_OF, *MODEL)) == 0
+    assertDataFrameEqual(lake.read("gold.churn_scores"), before)
+    assertDataFrameEqual(lake.read("gold.retention_targets"), targets_before)
+
+
+def test_retrain_that_is_worse_is_not_promoted(trained: Trained, tmp_path: Path) -> None:
+    registry = Registry(registry_root(trained.lake.root))
+    current = registry.get("churn")
+    # A second version whose test AUC is worse than the current one's must not move current.
+    worse = registry.new_version("churn")
+    (worse.path / "params.json").write_text("{}")
+    metrics = current.read_json("metrics.json")
+    value = metrics["test"]["dnn"]["roc_auc"]
+    promoted, before = registry.promote_if_not_worse(worse, "roc_auc", value - 0.05, 0.0)
+    assert (promoted, before) == (False, value)
+    assert registry.current("churn") == current.version
+    better = registry.new_version("churn")
+    (better.path / "params.json").write_text(json.dumps({}))
+    assert registry.promote_if_not_worse(better, "roc_auc", value, 0.0) == (True, value)
+    assert registry.current("churn") == better.version
