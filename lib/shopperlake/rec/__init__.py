@@ -1,0 +1,1 @@
+"""Recommender: interaction weighting, candidate sources, hybrid blend, offline evaluation."""

@@ -1,0 +1,87 @@
+"""Offline evaluation: time-based holdout and per-user random split, every list side by side
+(ranking metrics from :mod:`shopperlake.ranking_metrics`, computed on Spark)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from shopperlake.ranking_metrics import coverage, novelty, ranking_metrics
+
+
+def random_split(
+    interactions: DataFrame, test_ratio: float, seed: int
+) -> tuple[DataFrame, DataFrame]:
+    """Per-user random split of (user, item) pairs by a seeded hash: (train, test).
+
+    Users with a single interaction keep it in train (nothing to predict from otherwise).
+    """
+    u = F.abs(F.xxhash64("user_id", "item_id", F.lit(seed))) % 1_000_000 / 1_000_000.0
+    n = F.count(F.lit(1)).over(Window.partitionBy("user_id"))
+    marked = interactions.withColumn("_test", (u < F.lit(test_ratio)) & (n > 1))
+    train = marked.where(~F.col("_test")).drop("_test")
+    test = marked.where(F.col("_test")).select("user_id", "item_id")
+    return train, test
+
+
+def split_last_order(events: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Next-basket protocol: (events without each user's last order, items of that order).
+
+    The last order is the purchase order with the latest timestamp (ties: the larger id).
+    Events without an order id stay in the training events.
+    """
+    orders = events.where((F.col("event_type") == "purchase") & F.col("order_id").isNotNull())
+    last = orders.groupBy("user_id").agg(
+        F.max(F.struct("ts", "order_id"))["order_id"].alias("order_id")
+    )
+    truth = (
+        orders.join(last, ["user_id", "order_id"])
+        .where(F.col("item_id").isNotNull())
+        .select("user_id", "item_id")
+        .distinct()
+    )
+    train = events.join(last, ["user_id", "order_id"], "left_anti")
+    return train, truth
+
+
+def novelty_counts(interactions: DataFrame, catalog: DataFrame) -> DataFrame:
+    """(item_id, count): training users per item plus one (so every catalogue item has a
+    finite self-information)."""
+    seen = interactions.groupBy("item_id").agg(F.count(F.lit(1)).alias("n"))
+    return (
+        catalog.select("item_id")
+        .distinct()
+        .join(seen, "item_id", "left")
+        .select("item_id", (F.coalesce(F.col("n"), F.lit(0)) + 1).alias("count"))
+    )
+
+
+def evaluate_lists(
+    lists: Mapping[str, DataFrame],
+    truth: DataFrame,
+    ks: Sequence[int],
+    catalog_size: int,
+    popularity: DataFrame,
+) -> dict[str, dict[str, float]]:
+    """``{list name: {metric@k: value}}`` with precision/recall/ndcg/map/hit_rate, coverage and
+    novelty for each k."""
+    out: dict[str, dict[str, float]] = {}
+    for name, recs in lists.items():
+        metrics = ranking_metrics(recs, truth, ks)
+        for k in ks:
+            metrics[f"coverage@{k}"] = coverage(recs, catalog_size, k)
+            metrics[f"novelty@{k}"] = novelty(recs, popularity, k)
+        out[name] = metrics
+    return out
+
+
+def metrics_table(metrics: Mapping[str, Mapping[str, float]], columns: Sequence[str]) -> str:
+    """Plain-text table, one row per list."""
+    lines = [f"{'source':<12}" + "".join(f"{c:>13}" for c in columns)]
+    for name, values in metrics.items():
+        lines.append(
+            f"{name:<12}" + "".join(f"{values.get(c, float('nan')):>13.4f}" for c in columns)
+        )
+    return "\n".join(lines)

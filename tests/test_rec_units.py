@@ -1,0 +1,251 @@
+"""Recommender building blocks on tiny hand-computed cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from shopperlake.rec.ease import ease_weights, gram_matrix, score_ease
+from shopperlake.rec.evaluate import random_split
+from shopperlake.rec.hybrid import blend, finalise
+from shopperlake.rec.interactions import interactions
+from shopperlake.rec.itemcf import item_similarity, recommend_itemcf
+from shopperlake.rec.popularity import recommend_popular, segment_popularity
+
+EVENTS = "user_id STRING, item_id STRING, event_type STRING, ts TIMESTAMP, event_date DATE"
+INTER = "user_id STRING, item_id STRING, weight DOUBLE"
+
+
+def _ev(spark: SparkSession, rows: list[tuple[str, str, str, str]]) -> DataFrame:
+    parsed = [
+        (u, i, t, dt.datetime.fromisoformat(ts), dt.date.fromisoformat(ts[:10]))
+        for u, i, t, ts in rows
+    ]
+    return spark.createDataFrame(parsed, EVENTS)
+
+
+def test_interactions_weights_decay_and_point_in_time(spark: SparkSession) -> None:
+    events = _ev(
+        spark,
+        [
+            ("u1", "i1", "purchase", "2024-01-31 10:00:00"),  # age 0: 5
+            ("u1", "i1", "view", "2024-01-21 09:00:00"),  # age 10 = one half-life: 0.5
+            ("u1", "i2", "purchase", "2024-01-30 10:00:00"),  # cancelled by the return
+            ("u1", "i2", "return", "2024-01-30 12:00:00"),
+            ("u2", "i1", "view", "2024-02-01 00:00:00"),  # after the as-of day: ignored
+            ("u2", "i3", "search", "2024-01-31 08:00:00"),  # type without a weight: ignored
+            ("u2", "i2", "view", "2024-01-11 08:00:00"),  # age 20: 0.25
+        ],
+    )
+    got = interactions(
+        events, dt.date(2024, 1, 31), {"view": 1.0, "purchase": 5.0, "return": -5.0}, 10.0
+    )
+    expected = spark.createDataFrame([("u1", "i1", 5.5), ("u2", "i2", 0.25)], INTER)
+    assertDataFrameEqual(got, expected)
+    # A lookback of 15 days drops the view 20 days back (and the one 10 days back stays).
+    short = interactions(events, dt.date(2024, 1, 31), {"view": 1.0, "purchase": 5.0}, 10.0, 15)
+    assert {(r.user_id, r.item_id) for r in short.collect()} == {("u1", "i1"), ("u1", "i2")}
+
+
+def _three_users(spark: SparkSession) -> DataFrame:
+    # u1: a b c, u2: a b, u3: b c d  ->  n_a=2 n_b=3 n_c=2 n_d=1; c_ab=2 c_ac=1 c_bc=2 c_bd=1 c_cd=1
+    rows = [("u1", "a", 1.0), ("u1", "b", 1.0), ("u1", "c", 1.0), ("u2", "a", 1.0),
+            ("u2", "b", 2.0), ("u3", "b", 1.0), ("u3", "c", 1.0), ("u3", "d", 1.0)]  # fmt: skip
+    return spark.createDataFrame(rows, INTER)
+
+
+SIM = "item_id STRING, similar_item_id STRING, score DOUBLE, rank INT"
+
+
+def test_itemcf_cosine_by_hand(spark: SparkSession) -> None:
+    got = item_similarity(_three_users(spark), "cosine", min_support=1, neighbours=2)
+    ab, bc, bd, cd = 2 / math.sqrt(6), 2 / math.sqrt(6), 1 / math.sqrt(3), 1 / math.sqrt(2)
+    expected = [
+        ("a", "b", ab, 1), ("a", "c", 0.5, 2),
+        ("b", "a", ab, 1), ("b", "c", bc, 2),  # tie with a: the item id decides; d is 3rd
+        ("c", "b", bc, 1), ("c", "d", cd, 2),
+        ("d", "c", cd, 1), ("d", "b", bd, 2),
+    ]  # fmt: skip
+    assertDataFrameEqual(got.select("item_id", "similar_item_id", "score", "rank"),
+                         spark.createDataFrame(expected, SIM))  # fmt: skip
+    # Minimum support 2 keeps only the pairs two users share: a-b and b-c.
+    strong = item_similarity(_three_users(spark), "cosine", min_support=2, neighbours=5)
+    pairs = {(r.item_id, r.similar_item_id) for r in strong.collect()}
+    assert pairs == {("a", "b"), ("b", "a"), ("b", "c"), ("c", "b")}
+
+
+def test_itemcf_jaccard_and_user_scores(spark: SparkSession) -> None:
+    jac = item_similarity(_three_users(spark), "jaccard", min_support=2, neighbours=5)
+    got = {(r.item_id, r.similar_item_id): r.score for r in jac.collect()}
+    assert got[("a", "b")] == pytest.approx(2 / 3)  # 2 / (2 + 3 - 2)
+    assert got[("b", "c")] == pytest.approx(2 / 3)
+    sims = item_similarity(_three_users(spark), "cosine", min_support=1, neighbours=5)
+    recs = recommend_itemcf(_three_users(spark).where("user_id = 'u2'"), sims, 10)
+    scores = {r.item_id: r.score for r in recs.collect()}
+    # u2 has a (1) and b (2): c = 1 * 0.5 + 2 * 2/sqrt(6); d = 2 * 1/sqrt(3); a = 2 * 2/sqrt(6)
+    assert scores["c"] == pytest.approx(0.5 + 4 / math.sqrt(6))
+    assert scores["d"] == pytest.approx(2 / math.sqrt(3))
+    assert scores["a"] == pytest.approx(4 / math.sqrt(6))
+    assert scores["b"] == pytest.approx(2 / math.sqrt(6))
+
+
+def test_ease_matches_per_column_ridge(spark: SparkSession) -> None:
+    rows = [("u1", "i0", 1.0), ("u1", "i1", 1.0), ("u2", "i1", 1.0), ("u2", "i2", 1.0),
+            ("u3", "i0", 1.0), ("u3", "i1", 1.0), ("u3", "i2", 1.0)]  # fmt: skip
+    inter = spark.createDataFrame(rows, INTER)
+    gram = gram_matrix(spark, inter, max_items=10)
+    assert gram is not None and gram.item_ids == ["i0", "i1", "i2"]
+    # X = [[1,1,0],[0,1,1],[1,1,1]] by hand -> X^T X:
+    expected_g = np.array([[2, 2, 1], [2, 3, 2], [1, 2, 2]], dtype=float)
+    np.testing.assert_array_equal(gram.matrix, expected_g)
+    lam = 1.0
+    b = ease_weights(gram.matrix, lam)
+    # Independent reference: EASE with diag(B) = 0 is, column by column, a ridge regression
+    # of item j on the other items: B[-j, j] = (G[-j,-j] + lam I)^-1 G[-j, j].
+    ref = np.zeros((3, 3))
+    for j in range(3):
+        rest = [i for i in range(3) if i != j]
+        sub = expected_g[np.ix_(rest, rest)] + lam * np.eye(2)
+        ref[rest, j] = np.linalg.solve(sub, expected_g[rest, j])
+    np.testing.assert_allclose(b, ref, atol=1e-10)
+    # Blockwise scoring (one item per block) gives x_u B, top-2 per user.
+    recs = score_ease(spark, inter, gram.item_ids, b, n=2, block_items=1)
+    x = np.array([[1, 1, 0], [0, 1, 1], [1, 1, 1]], dtype=float)
+    s = x @ ref
+    for u, row in zip(("u1", "u2", "u3"), s, strict=True):
+        got = {r.item_id: r.score for r in recs.where(F.col("user_id") == u).collect()}
+        want = {f"i{j}": row[j] for j in np.argsort(-row, kind="stable")[:2]}
+        assert got.keys() == want.keys(), (u, got, want)
+        for item, value in want.items():
+            assert got[item] == pytest.approx(value, abs=1e-5)
+    assert gram_matrix(spark, inter, max_items=2) is None  # over the limit: EASE is skipped
+
+
+CANDS = "user_id STRING, item_id STRING, score DOUBLE, source STRING"
+RECS = "user_id STRING, rank INT, item_id STRING, score DOUBLE, source STRING"
+
+
+def test_rules_exclude_bought_cap_categories_and_fill_cold_users(spark: SparkSession) -> None:
+    catalog = spark.createDataFrame(
+        [("i1", "A"), ("i2", "A"), ("i3", "A"), ("i4", "B"), ("i6", "C"), ("i7", "R")],
+        "item_id STRING, category STRING",
+    )
+    cands = spark.createDataFrame(
+        [("u1", "i1", 0.9, "ease"), ("u1", "i2", 0.8, "ease"), ("u1", "i3", 0.7, "als"),
+         ("u1", "i4", 0.6, "als"), ("u1", "i5", 0.5, "ease"), ("u1", "i7", 0.4, "itemcf")],
+        CANDS,
+    )  # fmt: skip
+    users = spark.createDataFrame([("u1",), ("u2",)], "user_id STRING")
+    fallback = spark.createDataFrame(
+        [(u, i, s) for u in ("u1", "u2") for i, s in
+         (("i6", 1.0), ("i4", 0.5), ("i2", 1 / 3), ("i3", 0.25))],
+        "user_id STRING, item_id STRING, score DOUBLE",
+    )  # fmt: skip
+    bought = spark.createDataFrame([("u1", "i1"), ("u1", "i7")], "user_id STRING, item_id STRING")
+    got = finalise(cands, users, fallback, catalog, bought, k=3, max_per_category=1,
+                   repeat_categories=["R"])  # fmt: skip
+    expected = spark.createDataFrame(
+        [
+            # i1 bought (A is not repeat-purchase); i3 over the cap of A; i5 not in catalogue;
+            # i7 bought but R is repeat-purchase.
+            ("u1", 1, "i2", 0.8, "ease"), ("u1", 2, "i4", 0.6, "als"),
+            ("u1", 3, "i7", 0.4, "itemcf"),
+            # cold user: popularity, one per category, below every real candidate score
+            ("u2", 1, "i6", -1.0, "popularity"), ("u2", 2, "i4", -1.5, "popularity"),
+            ("u2", 3, "i2", 1 / 3 - 2, "popularity"),
+        ],
+        RECS,
+    )  # fmt: skip
+    assertDataFrameEqual(got, expected)
+
+
+def test_blend_reciprocal_rank(spark: SparkSession) -> None:
+    a = spark.createDataFrame(
+        [("u1", "x", 0.9), ("u1", "y", 0.1)], INTER.replace("weight", "score")
+    )
+    b = spark.createDataFrame(
+        [("u1", "y", 5.0), ("u1", "z", 1.0)], INTER.replace("weight", "score")
+    )
+    got = blend({"a": a, "b": b, "c": a}, {"a": 1.0, "b": 2.0, "c": 0.0}, "rrf", rrf_k=0)
+    # rrf_k = 0: norm = 1 / rank. x = 1*1; y = 1*(1/2) + 2*1; z = 2*(1/2). c has weight 0.
+    expected = spark.createDataFrame(
+        [("u1", "x", 1.0, "a"), ("u1", "y", 2.5, "b"), ("u1", "z", 1.0, "b")], CANDS
+    )
+    assertDataFrameEqual(got, expected)
+
+
+def test_segment_popularity_and_fallback_to_global(spark: SparkSession) -> None:
+    inter = spark.createDataFrame(
+        [("u1", "p", 3.0), ("u2", "q", 1.0), ("u3", "q", 1.0), ("u3", "r", 0.5)], INTER
+    )
+    segs = spark.createDataFrame(
+        [("u1", "S1"), ("u2", "S2"), ("u3", "S2")], "user_id STRING, segment STRING"
+    )
+    popular = segment_popularity(inter, segs, 2)
+    users = spark.createDataFrame(
+        [("u1", "S1"), ("u9", None), ("u8", "S9")], "user_id STRING, segment STRING"
+    )
+    got = recommend_popular(users, popular)
+    # S1: p. Global: p 3.0, q 2.0 (r 0.5 is third). u9 (no segment), u8 (unknown) get global.
+    expected = spark.createDataFrame(
+        [("u1", "p", 1.0), ("u9", "p", 1.0), ("u9", "q", 0.5), ("u8", "p", 1.0),
+         ("u8", "q", 0.5)],
+        "user_id STRING, item_id STRING, score DOUBLE",
+    )  # fmt: skip
+    assertDataFrameEqual(got, expected)
+
+
+def test_random_split_is_per_user_seeded_and_keeps_single_items(spark: SparkSession) -> None:
+    rows = [(f"u{u}", f"i{i}", 1.0) for u in range(20) for i in range(10)] + [("solo", "i0", 1.0)]
+    inter = spark.createDataFrame(rows, INTER)
+    train, test = random_split(inter, 0.3, seed=7)
+    train2, test2 = random_split(inter, 0.3, seed=7)
+    assertDataFrameEqual(test, test2)
+    assert train.count() + test.count() == len(rows)
+    assert train.join(test, ["user_id", "item_id"]).count() == 0
+    assert test.where("user_id = 'solo'").count() == 0
+    share = test.count() / 200
+    assert 0.2 < share < 0.4, share
+    assert test.select("user_id").distinct().count() >= 15  # spread over users
+
+
+def test_train_and_score_route_model_recommender() -> None:
+    from shopperlake.rec.job import wants_recommender
+
+    assert wants_recommender(["--model", "recommender", "--as-of", "2024-01-01"])
+    assert wants_recommender(["--as-of", "2024-01-01", "--model=recommender"])
+    assert not wants_recommender(["--model", "churn"])
+    assert not wants_recommender(["--set", "x=recommender"])
+
+
+def test_split_last_order_holds_out_each_users_latest_basket(spark: SparkSession) -> None:
+    from shopperlake.rec.evaluate import split_last_order
+
+    schema = "user_id STRING, item_id STRING, event_type STRING, order_id STRING, ts TIMESTAMP"
+    t = dt.datetime.fromisoformat
+    events = spark.createDataFrame(
+        [
+            ("u1", "i1", "purchase", "o1", t("2024-01-01 10:00:00")),
+            ("u1", "i2", "purchase", "o1", t("2024-01-01 10:00:00")),
+            ("u1", "i2", "purchase", "o2", t("2024-01-05 10:00:00")),
+            ("u1", "i3", "purchase", "o2", t("2024-01-05 10:00:00")),
+            ("u1", "i9", "view", None, t("2024-01-06 10:00:00")),
+            ("u2", "i4", "purchase", "o3", t("2024-01-02 10:00:00")),
+        ],
+        schema,
+    )
+    train, truth = split_last_order(events)
+    assertDataFrameEqual(
+        truth,
+        spark.createDataFrame(
+            [("u1", "i2"), ("u1", "i3"), ("u2", "i4")], "user_id STRING, item_id STRING"
+        ),
+    )
+    got = {(r.user_id, r.item_id, r.order_id) for r in train.collect()}
+    assert got == {("u1", "i1", "o1"), ("u1", "i2", "o1"), ("u1", "i9", None)}
