@@ -15,6 +15,7 @@ HOROVOD_FLAGS := MAKEFLAGS=-j2 HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOR
                  HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: setup demo test test-all test-slow lint bench clean-lake
 setup: $(STAMP) $(JARS)/.complete

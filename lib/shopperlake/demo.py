@@ -82,6 +82,12 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
         ),
         Step("train churn (Horovod x2, Petastorm)", train, [*common, *day, "--model", "churn"]),
         Step("score churn + retention targets", score, [*common, *day, "--model", "churn"]),
+        Step(
+            "train recommender (every source + hybrid, time holdout)",
+            train,
+            [*common, *day, "--model", "recommender"],
+        ),
+        Step("score recommender", score, [*common, *day, "--model", "recommender"]),
     ]
 
 
@@ -168,12 +174,42 @@ def summary(lake: Lake) -> str:
                 .collect()
             )
         )
+    if lake.exists("gold.model_metrics"):
+        m = lake.read("gold.model_metrics").where(F.col("model") == "recommender")
+        latest = m.agg(F.max("version")).first()[0]
+        if latest is not None:
+            cols = ["precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10"]
+            table = {
+                (r["algorithm"], r["metric"]): r["value"]
+                for r in m.where(F.col("version") == latest).collect()
+            }
+            algos = sorted({a for a, _ in table})
+            out += ["", f"recommender {latest}, offline evaluation (time holdout):"]
+            out.append(f"  {'source':<12}" + "".join(f"{c:>13}" for c in cols))
+            for algo in algos:
+                out.append(
+                    f"  {algo:<12}"
+                    + "".join(f"{table.get((algo, c), float('nan')):>13.4f}" for c in cols)
+                )
+    if lake.exists("gold.recommendations") and day is not None:
+        recs = lake.read("gold.recommendations").where(F.col("as_of_date") == day)
+        users = [
+            r[0] for r in recs.select("user_id").distinct().orderBy("user_id").limit(3).collect()
+        ]
+        out += ["", f"gold.recommendations as of {day}: {recs.count():,} rows; first users:"]
+        for user in users:
+            items = recs.where(F.col("user_id") == user).orderBy("rank").collect()
+            out.append(
+                f"  {user}: "
+                + ", ".join(f"{r['item_id']}({r['source']})" for r in items[:6])
+                + " ..."
+            )
     if lake.exists("meta.runs"):
         out += ["", "meta.runs (read = written + duplicate + quarantined):"]
         for r in lake.read("meta.runs").orderBy("started_at").collect():
             secs = (r["finished_at"] - r["started_at"]).total_seconds()
             out.append(
-                f"  {r['job']:<15}{r['status']:<8}read {r['rows_read'] or 0:>9,}  written "
+                f"  {r['job']:<19}{r['status']:<8}read {r['rows_read'] or 0:>9,}  written "
                 f"{r['rows_written'] or 0:>9,}  dup {r['rows_duplicate'] or 0:>7,}  "
                 f"quarantined {r['rows_quarantined'] or 0:>5,}  {secs:6.1f}s"
             )
