@@ -25,15 +25,17 @@ AS_OF = "{{ ds }}"
 
 
 def daily_tasks(source: str, input_uri: str, lake: str) -> list[Task]:
-    """Ingest yesterday's files, then profiles → segments → scores → recommendations."""
+    """Ingest the day's files, then profiles → segments → scores and recommendations."""
     common = ("--lake", lake, "--as-of", AS_OF)
     return [
         Task("ingest", "ingest", ("--source", source, "--input", input_uri, *common)),
         Task("build_profiles", "build_profiles", common, ("ingest",)),
         Task("build_segments", "build_segments", common, ("build_profiles",)),
         Task("score_churn", "score", ("--model", "churn", *common), ("build_segments",)),
-        Task("score_propensity", "score", ("--model", "propensity", *common),
-             ("build_profiles",)),
+        Task("score_propensity", "score", ("--model", "propensity", *common), ("build_profiles",)),
+        Task(
+            "score_recommender", "score", ("--model", "recommender", *common), ("build_segments",)
+        ),
     ]
 
 
@@ -44,7 +46,9 @@ def weekly_training_tasks(lake: str) -> list[Task]:
     for model in ("churn", "propensity"):
         tasks += [
             Task(f"training_set_{model}", "build_training_set", ("--model", model, *common)),
-            Task(f"train_{model}", "train", ("--model", model, *common),
-                 (f"training_set_{model}",)),
+            Task(
+                f"train_{model}", "train", ("--model", model, *common), (f"training_set_{model}",)
+            ),
         ]
+    tasks.append(Task("train_recommender", "train", ("--model", "recommender", *common)))
     return tasks

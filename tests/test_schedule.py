@@ -1,0 +1,45 @@
+"""The Airflow pipeline definition refers to real jobs with arguments they accept."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+import pytest
+
+from shopperlake.cli import JOBS, base_parser
+from shopperlake.schedule import daily_tasks, weekly_training_tasks
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parser_for(job: str) -> argparse.ArgumentParser:
+    module = importlib.import_module(JOBS[job])
+    parser = base_parser(job, "")
+    add = getattr(module, "add_args", None) or module.add_train_args
+    add(parser)
+    return parser
+
+
+@pytest.mark.parametrize(
+    "task",
+    daily_tasks("custom", "s3a://raw/{{ ds }}", "s3a://lake") + weekly_training_tasks("s3a://lake"),
+    ids=lambda t: t.task_id,
+)
+def test_every_task_is_a_job_whose_parser_accepts_its_args(task) -> None:  # noqa: ANN001
+    assert (REPO / "jobs" / f"{task.job}.py").is_file()
+    args = parser_for(task.job).parse_args([a.replace("{{ ds }}", "2024-06-30") for a in task.args])
+    assert args.lake == "s3a://lake"
+    assert task.command().startswith(f"./submit.sh {task.job} --env cluster ")
+
+
+def test_dependencies_point_at_earlier_tasks() -> None:
+    for tasks in (daily_tasks("custom", "x", "l"), weekly_training_tasks("l")):
+        seen: set[str] = set()
+        for t in tasks:
+            assert set(t.upstream) <= seen, t
+            seen.add(t.task_id)
+    daily = {t.task_id: t for t in daily_tasks("custom", "x", "l")}
+    assert daily["build_profiles"].upstream == ("ingest",)
+    assert daily["score_churn"].upstream == ("build_segments",)
