@@ -64,8 +64,13 @@ lint: setup
 	$(VENV)/bin/ruff format --check lib jobs tests bench dags
 	$(VENV)/bin/mypy
 
+# Benchmarks and quality reports (minutes each; figures go in the README).
 bench: setup
 	$(PY) bench/bench_ingest.py
+	$(PY) bench/bench_profiles.py
+	$(PY) bench/bench_recs.py
+	$(PY) bench/report_churn_cdnow.py
+	$(PY) bench/report_rec_instacart.py
 
 clean-lake:
 	rm -rf lake spark-warehouse metastore_db derby.log

@@ -39,13 +39,38 @@ def main() -> int:
     shutil.rmtree(lake, ignore_errors=True)
     os.environ.setdefault("PYSPARK_PYTHON", str(REPO / ".venv" / "bin" / "python"))
     gen_s = run(
-        ["./submit.sh", "generate", "--users", str(args.users), "--items", str(args.items),
-         "--days", str(args.days), "--seed", "42", "--output", str(raw), "--lake", str(lake),
-         "--log-level", "WARNING"]
+        [
+            "./submit.sh",
+            "generate",
+            "--users",
+            str(args.users),
+            "--items",
+            str(args.items),
+            "--days",
+            str(args.days),
+            "--seed",
+            "42",
+            "--output",
+            str(raw),
+            "--lake",
+            str(lake),
+            "--log-level",
+            "WARNING",
+        ]
     )
     ing_s = run(
-        ["./submit.sh", "ingest", "--source", "synthetic", "--input", str(raw), "--lake",
-         str(lake), "--log-level", "WARNING"]
+        [
+            "./submit.sh",
+            "ingest",
+            "--source",
+            "synthetic",
+            "--input",
+            str(raw),
+            "--lake",
+            str(lake),
+            "--log-level",
+            "WARNING",
+        ]
     )
     from shopperlake.config import load_config
     from shopperlake.lake import Lake
@@ -58,15 +83,23 @@ def main() -> int:
     generated = int(rows["generate"]["rows_written"])
     ing = rows["ingest"]
     print()
-    print(f"machine: {os.cpu_count()} cores; local[*]; {args.users:,} users x {args.items:,} "
-          f"items x {args.days} days")
-    print(f"generate: {generated:,} event lines in {gen_s:.1f}s wall "
-          f"({generated / gen_s:,.0f} events/s)")
-    print(f"ingest:   {ing['rows_read']:,} rows read in {ing_s:.1f}s wall "
-          f"({ing['rows_read'] / ing_s:,.0f} rows/s); written {ing['rows_written']:,}, "
-          f"duplicate {ing['rows_duplicate']:,}, quarantined {ing['rows_quarantined']:,}")
-    print(f"ingest job time (meta.runs): "
-          f"{(ing['finished_at'] - ing['started_at']).total_seconds():.1f}s")
+    print(
+        f"machine: {os.cpu_count()} cores; local[*]; {args.users:,} users x {args.items:,} "
+        f"items x {args.days} days"
+    )
+    print(
+        f"generate: {generated:,} event lines in {gen_s:.1f}s wall "
+        f"({generated / gen_s:,.0f} events/s)"
+    )
+    print(
+        f"ingest:   {ing['rows_read']:,} rows read in {ing_s:.1f}s wall "
+        f"({ing['rows_read'] / ing_s:,.0f} rows/s); written {ing['rows_written']:,}, "
+        f"duplicate {ing['rows_duplicate']:,}, quarantined {ing['rows_quarantined']:,}"
+    )
+    print(
+        f"ingest job time (meta.runs): "
+        f"{(ing['finished_at'] - ing['started_at']).total_seconds():.1f}s"
+    )
     spark.stop()
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -57,23 +57,33 @@ def main() -> int:
     started = time.monotonic()
     if not reuse:
         assert ingest([*common, "--source", "cdnow"], spark=spark) == 0
-        assert build_training_set(
-            [*common, "--model", "churn", "--as-of", AS_OF, "--cutoffs", CUTOFFS], spark=spark
-        ) == 0
+        assert (
+            build_training_set(
+                [*common, "--model", "churn", "--as-of", AS_OF, "--cutoffs", CUTOFFS], spark=spark
+            )
+            == 0
+        )
         assert train([*common, "--model", "churn", "--as-of", AS_OF], spark=spark) == 0
     lake = Lake.from_config(spark, cfg, lake_root)
     metrics = lake.read("gold.model_metrics").where("metric = 'roc_auc' AND split = 'test'")
     aucs = {r["algorithm"]: r["value"] for r in metrics.collect()}
 
     # BG/NBD on the calibration period: every transaction on or before the test cutoff.
-    tx = lake.read("bronze.events").where("event_type = 'purchase'").select(
-        "user_id", "event_date", "price", "quantity"
-    ).toPandas()
+    tx = (
+        lake.read("bronze.events")
+        .where("event_type = 'purchase'")
+        .select("user_id", "event_date", "price", "quantity")
+        .toPandas()
+    )
     tx["spend"] = tx["price"] * tx["quantity"]
     calib = tx[tx["event_date"] <= TEST_CUTOFF]
     summary = summary_data_from_transaction_data(
-        calib, "user_id", "event_date", monetary_value_col="spend",
-        observation_period_end=pd.Timestamp(TEST_CUTOFF), freq="D",
+        calib,
+        "user_id",
+        "event_date",
+        monetary_value_col="spend",
+        observation_period_end=pd.Timestamp(TEST_CUTOFF),
+        freq="D",
     )
     bgf = BetaGeoFitter(penalizer_coef=0.0)
     bgf.fit(summary["frequency"], summary["recency"], summary["T"])
@@ -89,8 +99,10 @@ def main() -> int:
     aucs["bgnbd_p_alive"] = roc_auc(y, 1 - np.asarray(alive, dtype=float))
     elapsed = time.monotonic() - started
     print()
-    print(f"CDNOW churn, out-of-time test cutoff {TEST_CUTOFF} (horizon {HORIZON} d, lookback "
-          f"{LOOKBACK} d): {len(y):,} test users, churn rate {y.mean():.3f}")
+    print(
+        f"CDNOW churn, out-of-time test cutoff {TEST_CUTOFF} (horizon {HORIZON} d, lookback "
+        f"{LOOKBACK} d): {len(y):,} test users, churn rate {y.mean():.3f}"
+    )
     for name in ("dnn", "logreg", "gbt", "bgnbd_expected_purchases", "bgnbd_p_alive", "constant"):
         print(f"  {name:<26} ROC-AUC {aucs[name]:.4f}")
     print(f"(wall time {elapsed:.0f}s)")

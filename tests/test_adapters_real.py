@@ -21,7 +21,9 @@ def package_file(package: str, resource: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / resource
 
 
-def test_cdnow_adapter_matches_the_raw_file(spark: SparkSession, lake: Lake, lake_root: str) -> None:
+def test_cdnow_adapter_matches_the_raw_file(
+    spark: SparkSession, lake: Lake, lake_root: str
+) -> None:
     lines = package_file("lifetimes", "datasets/CDNOW_master.txt").read_text().splitlines()
     rows = [ln.split() for ln in lines[1:] if ln.strip()]
     assert len(rows) == 69_659

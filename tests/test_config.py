@@ -11,7 +11,9 @@ from shopperlake.errors import ConfigError
 
 
 def test_local_overlay_and_override_layering() -> None:
-    cfg = load_config("local", ["ingest.max_price=5000.0", "spark.conf.spark.sql.shuffle.partitions=3"])
+    cfg = load_config(
+        "local", ["ingest.max_price=5000.0", "spark.conf.spark.sql.shuffle.partitions=3"]
+    )
     assert cfg.get("spark.master") == "local[*]"  # from local.yaml
     assert cfg.get("ingest.min_ts") == "1990-01-01"  # from base.yaml
     assert cfg.get("ingest.max_price") == 5000.0  # from the override

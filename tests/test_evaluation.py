@@ -52,9 +52,7 @@ def test_average_precision_groups_tied_scores() -> None:
     # y=[1,1,0,0,1], p=[0.9,0.6,0.6,0.2,0.1]; the tied pair at 0.6 enters at once:
     # 0.9: TP1 FP0 P=1 R=1/3 | 0.6: TP2 FP1 P=2/3 R=2/3 | 0.2: P=1/2 R=2/3 | 0.1: P=3/5 R=1
     # AP = 1/3*1 + 1/3*2/3 + 0 + 1/3*3/5 = 34/45 (positive-first order would give 0.8667).
-    assert pr_auc([1, 1, 0, 0, 1], [0.9, 0.6, 0.6, 0.2, 0.1]) == pytest.approx(
-        0.7555555555555555
-    )
+    assert pr_auc([1, 1, 0, 0, 1], [0.9, 0.6, 0.6, 0.2, 0.1]) == pytest.approx(0.7555555555555555)
 
 
 def test_log_loss_and_brier() -> None:

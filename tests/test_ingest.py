@@ -32,7 +32,10 @@ CUSTOM_LINES = [
     ("e6,u3,s3,yesterday,page_view,i1,c1,1.0,,,,,desktop,app", "bad_timestamp"),
     ("e7,u3,s3,1980-05-01 00:00:00,page_view,i1,c1,1.0,,,,,desktop,app", "implausible_timestamp"),
     ("e8,u3,s3,2100-05-01 00:00:00,page_view,i1,c1,1.0,,,,,desktop,app", "implausible_timestamp"),
-    ("e9,u3,s3,2024-02-01 12:00:00,teleport,i1,c1,1.0,,,,,desktop,app", "unknown_event_type:teleport"),
+    (
+        "e9,u3,s3,2024-02-01 12:00:00,teleport,i1,c1,1.0,,,,,desktop,app",
+        "unknown_event_type:teleport",
+    ),
     ("e10,u3,s3,2024-02-01 12:00:00,page_view,i1,c1,abc,,,,,desktop,app", "bad_type:price"),
     ("e11,u3,s3,2024-02-01 12:00:00,order,i1,c1,-5,1,o2,,,desktop,app", "implausible_price"),
     ("e12,u3,s3,2024-02-01 12:00:00,order,i1,c1,5,0,o3,,,desktop,app", "bad_quantity"),
@@ -65,7 +68,10 @@ def test_every_quarantine_reason_and_valid_rows(
     spark: SparkSession, lake: Lake, lake_root: str, tmp_path: Path
 ) -> None:
     raw = write_custom(tmp_path, [line for line, _ in CUSTOM_LINES])
-    assert run_ingest(lake_root, "--source", "custom", "--input", str(raw), "--as-of", "2024-06-30") == 0
+    assert (
+        run_ingest(lake_root, "--source", "custom", "--input", str(raw), "--as-of", "2024-06-30")
+        == 0
+    )
 
     quarantine = lake.read("bronze.quarantine").select("raw_record", "reason", "entity", "source")
     expected_bad = [
@@ -75,19 +81,36 @@ def test_every_quarantine_reason_and_valid_rows(
     ]
     # Rows the CSV parser understood keep their fields as JSON; the broken one keeps its text.
     got = {
-        (r.reason, r.raw_record if r.reason == "malformed_record" else json.loads(r.raw_record)["id"])
+        (
+            r.reason,
+            r.raw_record if r.reason == "malformed_record" else json.loads(r.raw_record)["id"],
+        )
         for r in quarantine.collect()
     }
     want = {
-        (r.reason, r.raw_record if r.reason == "malformed_record" else (r.raw_record.split(",")[0] or None))
+        (
+            r.reason,
+            r.raw_record
+            if r.reason == "malformed_record"
+            else (r.raw_record.split(",")[0] or None),
+        )
         for r in expected_bad
     }
     assert got == want
     assert all(r.entity == "events" and r.source == "custom" for r in quarantine.collect())
 
     events = lake.read("bronze.events").select(
-        "event_id", "user_id", "ts", "event_type", "item_id", "price", "quantity", "order_id",
-        "rating", "event_date", "source",
+        "event_id",
+        "user_id",
+        "ts",
+        "event_type",
+        "item_id",
+        "price",
+        "quantity",
+        "order_id",
+        "rating",
+        "event_date",
+        "source",
     )
     t = dt.datetime
     expected = spark.createDataFrame(
@@ -102,8 +125,18 @@ def test_every_quarantine_reason_and_valid_rows(
     assertDataFrameEqual(events, expected)
 
     run = last_run(lake)
-    assert (run.status, run.rows_read, run.rows_written, run.rows_duplicate, run.rows_quarantined) == (
-        "success", 16, 3, 0, 13,
+    assert (
+        run.status,
+        run.rows_read,
+        run.rows_written,
+        run.rows_duplicate,
+        run.rows_quarantined,
+    ) == (
+        "success",
+        16,
+        3,
+        0,
+        13,
     )
     assert run.outputs["bronze.events"] == lake.version("bronze.events")
 
@@ -122,12 +155,26 @@ def test_reingest_adds_nothing_and_accounting_holds(
         lake.read("bronze.quarantine").select("quarantine_id", "reason"), quarantine_before
     )
     run = last_run(lake)
-    assert (run.rows_read, run.rows_written, run.rows_duplicate, run.rows_quarantined) == (16, 0, 3, 13)
+    assert (run.rows_read, run.rows_written, run.rows_duplicate, run.rows_quarantined) == (
+        16,
+        0,
+        3,
+        13,
+    )
     # A new file with one new and one known event: only the new one is written.
-    write_custom(tmp_path, [CUSTOM_LINES[0][0], "e99,u9,s9,2024-02-02 08:00:00,search,,,,,,shoes,,app,ads"], "day2.csv")
+    write_custom(
+        tmp_path,
+        [CUSTOM_LINES[0][0], "e99,u9,s9,2024-02-02 08:00:00,search,,,,,,shoes,,app,ads"],
+        "day2.csv",
+    )
     assert run_ingest(lake_root, *args) == 0
     run = last_run(lake)
-    assert (run.rows_read, run.rows_written, run.rows_duplicate, run.rows_quarantined) == (18, 1, 17 - 13 - 1 + 1, 13)
+    assert (run.rows_read, run.rows_written, run.rows_duplicate, run.rows_quarantined) == (
+        18,
+        1,
+        17 - 13 - 1 + 1,
+        13,
+    )
     assert lake.read("bronze.events").count() == 4
 
 
@@ -173,19 +220,40 @@ def test_synthetic_json_items_users_upsert_and_pii(
     root = tmp_path / "syn"
     for sub in ("events", "items", "users"):
         (root / sub).mkdir(parents=True)
-    ev = {"event_id": "a1", "user_id": "u1", "ts": "2024-01-05T13:45:12Z", "event_type": "view",
-          "item_id": "i1", "category": "c1", "price": 9.5}
+    ev = {
+        "event_id": "a1",
+        "user_id": "u1",
+        "ts": "2024-01-05T13:45:12Z",
+        "event_type": "view",
+        "item_id": "i1",
+        "category": "c1",
+        "price": 9.5,
+    }
     (root / "events" / "part-0.json").write_text(
         json.dumps(ev) + "\n" + '{"event_id": "a2", "user_id": "u1", "ts": "2024-01\n'
     )
-    items_v1 = [{"item_id": "i1", "category": "c1", "brand": "b", "price": 9.5, "title": "T"},
-                {"item_id": "i2", "category": "c2", "brand": "b", "price": 3.0, "title": "U"}]
+    items_v1 = [
+        {"item_id": "i1", "category": "c1", "brand": "b", "price": 9.5, "title": "T"},
+        {"item_id": "i2", "category": "c2", "brand": "b", "price": 3.0, "title": "U"},
+    ]
     (root / "items" / "part-0.json").write_text("\n".join(json.dumps(i) for i in items_v1))
-    (root / "users" / "part-0.json").write_text(json.dumps(
-        {"user_id": "u1", "signup_date": "2023-12-01", "country": "DE", "age_band": "25-34",
-         "email": "jane@example.com"}
-    ))
-    assert run_ingest(lake_root, "--source", "synthetic", "--input", str(root), "--as-of", "2024-01-31") == 0
+    (root / "users" / "part-0.json").write_text(
+        json.dumps(
+            {
+                "user_id": "u1",
+                "signup_date": "2023-12-01",
+                "country": "DE",
+                "age_band": "25-34",
+                "email": "jane@example.com",
+            }
+        )
+    )
+    assert (
+        run_ingest(
+            lake_root, "--source", "synthetic", "--input", str(root), "--as-of", "2024-01-31"
+        )
+        == 0
+    )
     assert lake.read("bronze.events").select("event_id", "ts").collect() == [
         Row(event_id="a1", ts=dt.datetime(2024, 1, 5, 13, 45, 12))
     ]
@@ -202,12 +270,20 @@ def test_synthetic_json_items_users_upsert_and_pii(
     # Price change for i2 only: one update, one unchanged duplicate.
     items_v2 = [items_v1[0], {**items_v1[1], "price": 4.0}]
     (root / "items" / "part-0.json").write_text("\n".join(json.dumps(i) for i in items_v2))
-    assert run_ingest(lake_root, "--source", "synthetic", "--input", str(root), "--as-of", "2024-01-31") == 0
+    assert (
+        run_ingest(
+            lake_root, "--source", "synthetic", "--input", str(root), "--as-of", "2024-01-31"
+        )
+        == 0
+    )
     run = last_run(lake)
     assert run.metrics["items.rows_written"] == 1.0
     assert run.metrics["items.rows_duplicate"] == 1.0
     assert run.metrics["events.rows_written"] == 0.0
-    assert {(r.item_id, r.price) for r in lake.read("bronze.items").collect()} == {("i1", 9.5), ("i2", 4.0)}
+    assert {(r.item_id, r.price) for r in lake.read("bronze.items").collect()} == {
+        ("i1", 9.5),
+        ("i2", 4.0),
+    }
 
 
 INSTACART = [
@@ -245,10 +321,19 @@ def test_instacart_timeline_follows_relative_days(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--source", "custom", "--input", "/no/such/dir"], "input path does not exist: /no/such/dir"),
+        (
+            ["--source", "custom", "--input", "/no/such/dir"],
+            "input path does not exist: /no/such/dir",
+        ),
         (["--source", "shopify"], "unknown source 'shopify'"),
-        (["--source", "custom", "--input", "X", "--as-of", "2024-02-30"], "invalid --as-of '2024-02-30'"),
-        (["--source", "custom", "--input", "X", "--set", "ingest.nope=1"], "unknown config key 'ingest.nope'"),
+        (
+            ["--source", "custom", "--input", "X", "--as-of", "2024-02-30"],
+            "invalid --as-of '2024-02-30'",
+        ),
+        (
+            ["--source", "custom", "--input", "X", "--set", "ingest.nope=1"],
+            "unknown config key 'ingest.nope'",
+        ),
         (["--source", "custom", "--input", "X", "--env", "mars"], "unknown environment 'mars'"),
         (["--source", "synthetic"], "source 'synthetic' needs --input PATH"),
     ],
@@ -268,13 +353,21 @@ def test_bad_mapping_and_wrong_header(
     mapping = tmp_path / "m.yaml"
     mapping.write_text("entities:\n  events:\n    format: xml\n    fields: [a]\n")
     raw = write_custom(tmp_path, [CUSTOM_LINES[0][0]])
-    assert run_ingest(lake_root, "--source", "mine", "--mapping", str(mapping), "--input", str(raw)) == 2
-    assert "entities.events.format must be one of csv, json, parquet, text" in capsys.readouterr().err
+    assert (
+        run_ingest(lake_root, "--source", "mine", "--mapping", str(mapping), "--input", str(raw))
+        == 2
+    )
+    assert (
+        "entities.events.format must be one of csv, json, parquet, text" in capsys.readouterr().err
+    )
     mapping.write_text(
         "entities:\n  events:\n    format: csv\n    header: true\n    fields: [a, b]\n"
         "    timestamp: {field: b}\n    columns: {user_id: a, event_type: a}\n"
     )
-    assert run_ingest(lake_root, "--source", "mine", "--mapping", str(mapping), "--input", str(raw)) == 2
+    assert (
+        run_ingest(lake_root, "--source", "mine", "--mapping", str(mapping), "--input", str(raw))
+        == 2
+    )
     assert "CSV header of" in capsys.readouterr().err
 
 
@@ -290,10 +383,17 @@ def test_unreadable_file_is_a_clear_error(
 
 
 def test_failed_job_leaves_tables_at_previous_version(
-    spark: SparkSession, lake: Lake, lake_root: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    spark: SparkSession,
+    lake: Lake,
+    lake_root: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     raw = write_custom(tmp_path, [CUSTOM_LINES[0][0]])
-    assert run_ingest(lake_root, "--source", "custom", "--input", str(raw), "--as-of", "2024-06-30") == 0
+    assert (
+        run_ingest(lake_root, "--source", "custom", "--input", str(raw), "--as-of", "2024-06-30")
+        == 0
+    )
     before = lake.read("bronze.events").collect()
     version = lake.version("bronze.events")
     # Day 2 has new events and a bad row, but the quarantine location is a plain file:
@@ -302,8 +402,15 @@ def test_failed_job_leaves_tables_at_previous_version(
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     code = run_ingest(
-        lake_root, "--source", "custom", "--input", str(raw), "--as-of", "2024-06-30",
-        "--set", f"lake.locations.bronze.quarantine={blocker}/q",
+        lake_root,
+        "--source",
+        "custom",
+        "--input",
+        str(raw),
+        "--as-of",
+        "2024-06-30",
+        "--set",
+        f"lake.locations.bronze.quarantine={blocker}/q",
     )
     assert code == 2
     assert "not writable" in capsys.readouterr().err

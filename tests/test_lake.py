@@ -17,9 +17,7 @@ D = dt.date
 
 
 def items(spark: SparkSession, rows: list[tuple]) -> object:
-    return spark.createDataFrame(
-        [(i, c, None, p, None, "t", "r1") for i, c, p in rows], ITEMS
-    )
+    return spark.createDataFrame([(i, c, None, p, None, "t", "r1") for i, c, p in rows], ITEMS)
 
 
 def test_catalog_resolves_layer_and_name(lake: Lake, lake_root: str) -> None:
@@ -58,7 +56,9 @@ def test_merge_update_when_changed_skips_identical_rows(spark: SparkSession, lak
     again = lake.merge("bronze.items", rows, ["item_id"], update_when_changed=cols)
     assert again["inserted"] == 0 and again["updated"] == 0
     changed = lake.merge(
-        "bronze.items", items(spark, [("a", "x", 1.0), ("b", "x", 9.0)]), ["item_id"],
+        "bronze.items",
+        items(spark, [("a", "x", 1.0), ("b", "x", 9.0)]),
+        ["item_id"],
         update_when_changed=cols,
     )
     assert changed["updated"] == 1 and changed["inserted"] == 0
@@ -67,7 +67,9 @@ def test_merge_update_when_changed_skips_identical_rows(spark: SparkSession, lak
 def test_insert_only_merge_keeps_existing_rows(spark: SparkSession, lake: Lake) -> None:
     lake.merge("bronze.items", items(spark, [("a", "x", 1.0)]), ["item_id"], update=False)
     out = lake.merge(
-        "bronze.items", items(spark, [("a", "CHANGED", 5.0), ("b", "x", 2.0)]), ["item_id"],
+        "bronze.items",
+        items(spark, [("a", "CHANGED", 5.0), ("b", "x", 2.0)]),
+        ["item_id"],
         update=False,
     )
     assert out["inserted"] == 1 and out["updated"] == 0

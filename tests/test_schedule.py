@@ -27,7 +27,7 @@ def parser_for(job: str) -> argparse.ArgumentParser:
     daily_tasks("custom", "s3a://raw/{{ ds }}", "s3a://lake") + weekly_training_tasks("s3a://lake"),
     ids=lambda t: t.task_id,
 )
-def test_every_task_is_a_job_whose_parser_accepts_its_args(task) -> None:  # noqa: ANN001
+def test_every_task_is_a_job_whose_parser_accepts_its_args(task) -> None:
     assert (REPO / "jobs" / f"{task.job}.py").is_file()
     args = parser_for(task.job).parse_args([a.replace("{{ ds }}", "2024-06-30") for a in task.args])
     assert args.lake == "s3a://lake"

@@ -192,9 +192,7 @@ def load_config(env: str = "local", overrides: Iterable[str] = ()) -> Config:
         env_text = read_conf_text(f"{env}.yaml")
     except ConfigError:
         known = sorted(
-            p.stem
-            for p in conf_dir().glob("*.yaml")
-            if p.stem not in {"base", "catalog"}
+            p.stem for p in conf_dir().glob("*.yaml") if p.stem not in {"base", "catalog"}
         )
         raise ConfigError(
             f"unknown environment '{env}': no conf/{env}.yaml (known: {', '.join(known)})"

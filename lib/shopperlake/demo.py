@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shopperlake.config import load_config
@@ -91,6 +92,11 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
     ]
 
 
+def first_value(df: DataFrame) -> Any:
+    row = df.first()
+    return None if row is None else row[0]
+
+
 def summary(lake: Lake) -> str:
     """Tables, rows, Delta versions, quarantined rows and the run log, as plain text."""
     out = ["", f"Lake: {lake.root}", f"{'table':<24}{'rows':>12}{'version':>9}"]
@@ -124,7 +130,7 @@ def summary(lake: Lake) -> str:
     day = None
     if lake.exists("gold.user_segments"):
         seg = lake.read("gold.user_segments")
-        day = seg.agg(F.max("as_of_date")).first()[0]
+        day = first_value(seg.agg(F.max("as_of_date")))
         out += ["", f"gold.user_segments as of {day} (RFM segments):"]
         rows = seg.where(F.col("as_of_date") == day).groupBy("rfm_segment").count()
         for r in rows.orderBy(F.desc("count")).collect():
@@ -143,7 +149,7 @@ def summary(lake: Lake) -> str:
         m = lake.read("gold.model_metrics").where(
             (F.col("model") == "churn") & (F.col("split") == "test")
         )
-        latest = m.agg(F.max("version")).first()[0]
+        latest = first_value(m.agg(F.max("version")))
         metrics = ["roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall", "f1"]
         table = {
             (r["algorithm"], r["metric"]): r["value"]
@@ -176,7 +182,7 @@ def summary(lake: Lake) -> str:
         )
     if lake.exists("gold.model_metrics"):
         m = lake.read("gold.model_metrics").where(F.col("model") == "recommender")
-        latest = m.agg(F.max("version")).first()[0]
+        latest = first_value(m.agg(F.max("version")))
         if latest is not None:
             cols = ["precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10"]
             table = {

@@ -218,9 +218,7 @@ class Lake:
             return
         self._check_writable(spec)
         builder = (
-            DeltaTable.createIfNotExists(self.spark)
-            .location(spec.location)
-            .addColumns(spec.schema)
+            DeltaTable.createIfNotExists(self.spark).location(spec.location).addColumns(spec.schema)
         )
         if spec.partition_by:
             builder = builder.partitionedBy(*spec.partition_by)
@@ -349,9 +347,7 @@ class Lake:
         if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
             raise LakeError(f"lake location {spec.location} is not writable ({probe})")
 
-    def _write(
-        self, name: str, df: DataFrame, mode: str, replace_where: str | None = None
-    ) -> int:
+    def _write(self, name: str, df: DataFrame, mode: str, replace_where: str | None = None) -> int:
         spec = self.spec(name)
         self.create(name)
         self._begin(name)

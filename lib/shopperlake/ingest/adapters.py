@@ -45,15 +45,18 @@ def instacart_timeline(df: DataFrame, params: Mapping[str, Any]) -> DataFrame:
     first_dow = F.first("_dow").over(
         by_user.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     )
-    start = F.date_add(F.to_date(F.lit(anchor)), F.pmod(F.xxhash64("user_id"), F.lit(28)).cast("int"))
+    start = F.date_add(
+        F.to_date(F.lit(anchor)), F.pmod(F.xxhash64("user_id"), F.lit(28)).cast("int")
+    )
     # Spark's dayofweek is 1 = Sunday; Instacart's order_dow is taken as 0 = Sunday.
     shift = F.pmod(first_dow + F.lit(1) - F.dayofweek(start), F.lit(7)).cast("int")
     orders = orders.select(
         "user_id",
         "_order_no",
-        F.date_add(F.date_add(start, shift), (F.sum("_gap").over(by_user)
-                                               - F.first("_gap").over(by_user)).cast("int"))
-        .alias("_day"),
+        F.date_add(
+            F.date_add(start, shift),
+            (F.sum("_gap").over(by_user) - F.first("_gap").over(by_user)).cast("int"),
+        ).alias("_day"),
     )
     hour = F.coalesce(F.col("order_hour_of_day").cast("int"), F.lit(0))
     seconds = F.coalesce(F.col("add_to_cart_order").cast("double").cast("int"), F.lit(0))
@@ -61,9 +64,9 @@ def instacart_timeline(df: DataFrame, params: Mapping[str, Any]) -> DataFrame:
     ts = F.timestamp_seconds(
         F.unix_timestamp(F.col("_day").cast("timestamp")) + hour * 3600 + seconds
     )
-    return joined.withColumn(
-        "event_ts", F.date_format(ts, "yyyy-MM-dd HH:mm:ss")
-    ).drop("_order_no", "_day")
+    return joined.withColumn("event_ts", F.date_format(ts, "yyyy-MM-dd HH:mm:ss")).drop(
+        "_order_no", "_day"
+    )
 
 
 TRANSFORMS: dict[str, Transform] = {"instacart_timeline": instacart_timeline}

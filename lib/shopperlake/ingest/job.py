@@ -130,7 +130,12 @@ def _write_entity(
     counts.check()
     log.info(
         "%s %s: read %d, written %d, duplicate %d, quarantined %d",
-        source, m.entity, read, written, counts.duplicate, quarantined,
+        source,
+        m.entity,
+        read,
+        written,
+        counts.duplicate,
+        quarantined,
     )
     return counts
 

@@ -125,9 +125,7 @@ def _check_header(spark: SparkSession, path: str, m: EntityMapping, opts: dict[s
     header = spark.read.options(**opts).csv(path).columns
     named = [(i, h) for i, h in enumerate(header) if h and not h.startswith("_c")]
     if len(header) != len(m.fields) or any(h != m.fields[i] for i, h in named):
-        raise SchemaError(
-            f"CSV header of {path} is {header}, the mapping expects {list(m.fields)}"
-        )
+        raise SchemaError(f"CSV header of {path} is {header}, the mapping expects {list(m.fields)}")
 
 
 def _read_parquet(spark: SparkSession, path: str, m: EntityMapping) -> DataFrame:

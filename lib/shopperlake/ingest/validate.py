@@ -97,7 +97,8 @@ def canonicalize(raw: DataFrame, m: EntityMapping, rules: Rules) -> DataFrame:
             )
             errors.append(
                 F.when(
-                    (F.col("__c_ts") < F.lit(rules.min_ts)) | (F.col("__c_ts") >= F.lit(rules.max_ts)),
+                    (F.col("__c_ts") < F.lit(rules.min_ts))
+                    | (F.col("__c_ts") >= F.lit(rules.max_ts)),
                     "implausible_timestamp",
                 )
             )
@@ -199,8 +200,9 @@ def quarantine_rows(invalid: DataFrame, source: str, entity: str, run_id: str) -
     """Rows of ``bronze.quarantine`` for invalid records (id stable across re-ingests)."""
     ordinal = F.row_number().over(Window.partitionBy("_raw").orderBy("_source_file"))
     qid = F.sha2(
-        F.concat_ws(SEP, F.lit(source), F.lit(entity), F.coalesce("_raw", F.lit("")),
-                    ordinal.cast("string")),
+        F.concat_ws(
+            SEP, F.lit(source), F.lit(entity), F.coalesce("_raw", F.lit("")), ordinal.cast("string")
+        ),
         256,
     )
     return invalid.select(
