@@ -194,7 +194,11 @@ def run_submit(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["nope"], "submit.sh: error: unknown job 'nope' (jobs: generate, ingest"),
+        (
+            ["nope"],
+            "submit.sh: error: unknown job 'nope' (jobs: build_profiles, build_segments, "
+            "build_training_set, generate, ingest, query, score, train)",
+        ),
         (["../jobs/ingest"], "submit.sh: error: unknown job '../jobs/ingest'"),
         ([], "submit.sh: error: missing job name"),
         (["ingest", "--source", "cdnow", "--env", "mars"], "unknown environment 'mars'"),
