@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -111,7 +112,9 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=180)
     parser.add_argument("--start-date", default="2024-01-01")
-    parser.add_argument("--workdir", default=str(REPO / "data" / "bench" / "profiles"))
+    parser.add_argument(
+        "--workdir", default=str(Path(tempfile.gettempdir()) / "shopperlake-bench-profiles")
+    )
     parser.add_argument("--spark-core", action="store_true", help="also time the core in Spark")
     args = parser.parse_args()
     work = Path(args.workdir)
@@ -142,6 +145,8 @@ def main() -> int:
     job = runs.collect()[-1]
     events, users = int(job["rows_read"]), int(job["rows_written"])
     job_s = (job["finished_at"] - job["started_at"]).total_seconds()
+    phases = {k: v for k, v in (job["metrics"] or {}).items() if k.startswith("seconds.")}
+    grain_rows = int((job["metrics"] or {}).get("grain_rows", 0))
     files = [urlparse(f).path for f in lk.read("bronze.events").inputFiles()]
 
     spark_core_s = None
@@ -166,6 +171,11 @@ def main() -> int:
         f"{events / profiles_s:>12,.0f} events/s"
     )
     print(f"build_profiles (job, meta.runs):     {job_s:7.1f} s  {events / job_s:>12,.0f} events/s")
+    print(
+        "  phases: "
+        + ", ".join(f"{k.removeprefix('seconds.')} {v:.1f} s" for k, v in phases.items())
+        + f" (grain: {grain_rows:,} rows); rest: session, reads, tags, run log"
+    )
     if spark_core_s is not None:
         print(
             f"Spark SQL core aggregation:          {spark_core_s:7.1f} s  "

@@ -1,9 +1,10 @@
 -- Point-in-time event grain for gold.user_profiles: one row per user, session, day, hour,
--- device, channel, order, category and purchase price with every count the profile needs.
+-- device, channel, order, category (or item, when the category is missing) and purchase price
+-- with every count the profile needs.
 -- It is the only pass over the raw events: windowed distinct counts (sessions, active days,
 -- orders), category shares and category median prices are all derived from this much
 -- smaller table instead of running count(DISTINCT ...) over the raw events.
---   {events}     canonical events (bronze.events columns; category filled from bronze.items)
+--   {events}     canonical events (bronze.events columns)
 --   :as_of       DATE, the as-of day (partition pruning on event_date)
 --   :as_of_end   TIMESTAMP, the end of the as-of day: only events strictly before it count
 SELECT
@@ -15,6 +16,7 @@ SELECT
   channel,
   order_key,
   category,
+  fill_item,
   purchase_price,
   count(*) AS events,
   count_if(event_type = 'view') AS views,
@@ -40,6 +42,8 @@ FROM (
     device,
     channel,
     category,
+    -- events without a category keep their item, to take its category from bronze.items
+    CASE WHEN category IS NULL THEN item_id END AS fill_item,
     CASE WHEN event_type = 'review' THEN rating END AS rating,
     to_date(ts) AS day,
     hour(ts) AS hour,
@@ -55,4 +59,5 @@ FROM (
   FROM {events}
   WHERE event_date <= :as_of AND ts < :as_of_end
 ) AS e
-GROUP BY user_id, session_id, day, hour, device, channel, order_key, category, purchase_price
+GROUP BY user_id, session_id, day, hour, device, channel, order_key, category, fill_item,
+  purchase_price

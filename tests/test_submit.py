@@ -143,6 +143,8 @@ def test_package_zip_bundles_conf_and_rebuilds_only_on_change(tmp_path: Path) ->
     (root / "lib" / "shopperlake" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
     (root / "conf" / "base.yaml").write_text("a: 1\n")
     (root / "conf" / "sources" / "cdnow.yaml").write_text("name: cdnow\n")
+    (root / "sql").mkdir()
+    (root / "sql" / "q.sql").write_text("SELECT 1\n")
     target = tmp_path / "out" / "pkg.zip"
     assert build_package(root, target) is True
     with zipfile.ZipFile(target) as zf:
@@ -150,6 +152,7 @@ def test_package_zip_bundles_conf_and_rebuilds_only_on_change(tmp_path: Path) ->
             "shopperlake/__init__.py",
             "shopperlake/_conf/base.yaml",
             "shopperlake/_conf/sources/cdnow.yaml",
+            "shopperlake/_sql/q.sql",
         ]
         assert zf.read("shopperlake/_conf/base.yaml") == b"a: 1\n"
     first = target.read_bytes()

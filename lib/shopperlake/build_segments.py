@@ -27,6 +27,7 @@ from shopperlake.schemas import SEGMENT_CENTROIDS
 from shopperlake.segments import (
     CLUSTER,
     RFM,
+    RFM_DESCRIPTIONS,
     Clustering,
     KMeansParams,
     centroid_rows,
@@ -125,13 +126,9 @@ def body(ctx: JobContext) -> int:
             raise InputError(
                 f"no {PROFILES} snapshot for {as_of}: run build_profiles --as-of {as_of} first"
             )
-        named = name_rfm_segments(
-            profiles,
-            rfm_scores(profiles),
-            rules,
-            str(cfg.require("segments.no_purchase_segment")),
-            str(cfg.require("segments.other_segment")),
-        )
+        no_purchase = str(cfg.require("segments.no_purchase_segment"))
+        other = str(cfg.require("segments.other_segment"))
+        named = name_rfm_segments(profiles, rfm_scores(profiles), rules, no_purchase, other)
         features = feature_frame(profiles, params.features).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             clustering = fit_clusters(features, params)
@@ -147,7 +144,17 @@ def body(ctx: JobContext) -> int:
             segments = named.join(clusters, on="user_id", how="left").withColumn(
                 "as_of_date", F.lit(as_of)
             )
-            summary = segment_summary(segments, profiles, features, as_of)
+            summary = segment_summary(
+                segments,
+                profiles,
+                features,
+                as_of,
+                {
+                    **RFM_DESCRIPTIONS,
+                    no_purchase: "no purchase before the end of the as-of day",
+                    other: "no rule of segments.rfm_map matched",
+                },
+            )
             summary_rows = summary.collect()  # a few rows: computed once, written and printed
             centroids = ctx.spark.createDataFrame(
                 centroid_rows(

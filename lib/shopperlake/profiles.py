@@ -119,20 +119,19 @@ def point_in_time(events: DataFrame, as_of: dt.date) -> DataFrame:
     )
 
 
-def with_item_categories(events: DataFrame, items: DataFrame | None) -> DataFrame:
-    """Events whose category is missing take their item's category from the catalog."""
-    if items is None:
-        return events
-    catalog = (
-        items.where(F.col("category").isNotNull())
-        .select("item_id", F.col("category").alias("_item_category"))
-        .dropDuplicates(["item_id"])
-    )
-    return (
-        events.join(F.broadcast(catalog), on="item_id", how="left")
-        .withColumn("category", F.coalesce(F.col("category"), F.col("_item_category")))
-        .drop("_item_category")
-    )
+def with_item_categories(grain: DataFrame, items: DataFrame | None) -> DataFrame:
+    """Grain rows without a category take their item's category from the catalog (done on
+    the grain, not the raw events: only rows with a ``fill_item`` need the lookup)."""
+    if items is not None:
+        catalog = (
+            items.where(F.col("category").isNotNull())
+            .select(F.col("item_id").alias("fill_item"), F.col("category").alias("_item_category"))
+            .dropDuplicates(["fill_item"])
+        )
+        grain = grain.join(F.broadcast(catalog), on="fill_item", how="left").withColumn(
+            "category", F.coalesce(F.col("category"), F.col("_item_category"))
+        )
+    return grain.drop("fill_item", "_item_category")
 
 
 def _sql_args(as_of: dt.date) -> dict[str, Any]:
@@ -185,7 +184,8 @@ def _ratio(num: Column, den: Column, digits: int = 6) -> Column:
 
 
 def activity_rollup(grain: DataFrame, as_of: dt.date, params: ProfileParams) -> DataFrame:
-    """Per user: event counts by type per window, first/last event, ratings, trend counts."""
+    """Per user: event counts by type per window, first/last event, ratings, trend counts and
+    events per hour of day and weekday."""
     day = F.col("day")
     aggs: list[Column] = []
     for key, start in _starts(as_of, params).items():
@@ -194,6 +194,12 @@ def activity_rollup(grain: DataFrame, as_of: dt.date, params: ProfileParams) -> 
             aggs.append(F.sum(counted).alias(f"{key}__{name}"))
     recent = window_start(as_of, params.trend_days)
     prior = window_start(as_of, 2 * params.trend_days)
+    # events per hour of day and per weekday (0 = Monday): preferred hour and day
+    for h in range(24):
+        aggs.append(F.sum(F.when(F.col("hour") == h, F.col("events")).otherwise(0)).alias(f"_h{h}"))
+    weekday = F.weekday(day)
+    for d in range(7):
+        aggs.append(F.sum(F.when(weekday == d, F.col("events")).otherwise(0)).alias(f"_d{d}"))
     aggs += [
         F.min("first_ts").alias("first_event_ts"),
         F.max("last_ts").alias("last_event_ts"),
@@ -336,37 +342,29 @@ def purchase_day_rollup(order_rows: DataFrame, as_of: dt.date) -> DataFrame:
     )
 
 
-def habit_rollup(grain: DataFrame) -> DataFrame:
-    """Per user: preferred day of week and hour (most events; ties: earliest), and the share of
-    events per device and per channel."""
+def mix_rollup(grain: DataFrame) -> DataFrame:
+    """Per user: the share of events per device and per channel."""
     long = grain.select(
         "user_id",
         "events",
-        F.expr(
-            "stack(4, 'hour', cast(hour AS string), 'dow', cast(weekday(day) AS string), "
-            "'device', device, 'channel', channel) AS (dim, value)"
-        ),
+        F.expr("stack(2, 'device', device, 'channel', channel) AS (dim, value)"),
     ).where(F.col("value").isNotNull())
     counts = long.groupBy("user_id", "dim", "value").agg(F.sum("events").alias("n"))
     agg = counts.groupBy("user_id").agg(
-        F.expr("max(struct(n, -cast(value AS int) AS neg)) FILTER (WHERE dim = 'hour')").alias(
-            "_hour"
-        ),
-        F.expr("max(struct(n, -cast(value AS int) AS neg)) FILTER (WHERE dim = 'dow')").alias(
-            "_dow"
-        ),
         F.expr("collect_list(struct(value, n)) FILTER (WHERE dim = 'device')").alias("_device"),
         F.expr("collect_list(struct(value, n)) FILTER (WHERE dim = 'channel')").alias("_channel"),
     )
     return agg.select(
         "user_id",
-        (-F.col("_hour.neg")).alias("preferred_hour"),
-        F.element_at(F.array(*map(F.lit, DAY_NAMES)), 1 - F.col("_dow.neg")).alias(
-            "preferred_day_of_week"
-        ),
         _shares(F.col("_device")).alias("device_mix"),
         _shares(F.col("_channel")).alias("channel_mix"),
     )
+
+
+def _first_max(prefix: str, n: int) -> Column:
+    """0-based index of the largest of the columns ``prefix0..prefix<n-1>`` (ties: first)."""
+    counts = "array(" + ", ".join(f"{prefix}{i}" for i in range(n)) + ")"  # our own names
+    return F.expr(f"array_position({counts}, array_max({counts})) - 1").cast("int")
 
 
 def _shares(pairs: Column) -> Column:
@@ -421,10 +419,11 @@ def _activity_map(params: ProfileParams) -> Column:
 
 
 def profile_grain(events: DataFrame, as_of: dt.date, items: DataFrame | None = None) -> DataFrame:
-    """The point-in-time event grain (categories filled from ``items``): the one aggregation
-    of raw events every rollup reads, so a job persists it."""
+    """The point-in-time event grain, categories filled from ``items``, hash-partitioned by
+    user: the one aggregation of raw events every rollup reads (a job persists it), and no
+    per-user rollup needs another shuffle."""
     _require(events, EVENT_COLUMNS, "events")
-    return event_grain(with_item_categories(events, items), as_of)
+    return with_item_categories(event_grain(events, as_of), items).repartition("user_id")
 
 
 def build_profiles(
@@ -453,7 +452,7 @@ def assemble_profiles(
         session_rollup(grain, as_of, params),
         order_rollup(order_rows, as_of, params),
         purchase_day_rollup(order_rows, as_of),
-        habit_rollup(grain),
+        mix_rollup(grain),
         category_rollup(category_activity(grain), category_medians(grain), params.top_categories),
     ]
     if users is not None:
@@ -484,6 +483,11 @@ def assemble_profiles(
         "avg_rating": _ratio(F.col("rating_sum"), F.col("ratings")),
         "mean_interpurchase_days": F.round("mean_interpurchase_days", 6),
         "activity_trend": _ratio(recent - prior, recent + prior),
+        # most events; ties: the earliest hour, the earliest weekday from Monday
+        "preferred_hour": _first_max("_h", 24),
+        "preferred_day_of_week": F.element_at(
+            F.array(*map(F.lit, DAY_NAMES)), _first_max("_d", 7) + 1
+        ),
         "as_of_date": as_of_lit,
     }
     for name in ("sessions_with_view", "sessions_with_cart", "sessions_with_purchase"):

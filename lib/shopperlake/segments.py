@@ -347,12 +347,14 @@ def segment_summary(
     profiles: DataFrame,
     features: DataFrame | None,
     as_of: dt.date,
+    rfm_descriptions: Mapping[str, str] = RFM_DESCRIPTIONS,
 ) -> DataFrame:
     """Per RFM segment and per cluster: users, share, mean/median of the key profile columns
     and (maps) of the cluster features.
 
     ``segments``: user_id, rfm_segment, cluster_id, cluster_description;
-    ``features``: user_id plus one column per cluster feature (or None).
+    ``features``: user_id plus one column per cluster feature (or None);
+    ``rfm_descriptions``: RFM segment name -> description.
     """
     joined = segments.join(profiles.select("user_id", *SUMMARY_FEATURES), on="user_id")
     names: list[str] = []
@@ -366,7 +368,7 @@ def segment_summary(
     for i, n in enumerate(names):
         stats += _mean_median(f"f__{n}", f"_fmean{i}", f"_fmed{i}")
     descriptions = F.create_map(
-        *[x for name, text in RFM_DESCRIPTIONS.items() for x in (F.lit(name), F.lit(text))]
+        *[x for name, text in rfm_descriptions.items() for x in (F.lit(name), F.lit(text))]
     )
     rfm = (
         joined.groupBy(F.col("rfm_segment").alias("segment"))

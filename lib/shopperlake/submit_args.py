@@ -107,11 +107,14 @@ def submit_args(
 def package_files(repo_root: Path) -> Iterator[tuple[str, Path]]:
     """(name in the zip, file) for the package and the bundled config, in a stable order."""
     sources = (
-        (repo_root / "lib" / "shopperlake", "shopperlake"),
-        (repo_root / "conf", "shopperlake/_conf"),
+        (repo_root / "lib" / "shopperlake", "shopperlake", True),
+        (repo_root / "conf", "shopperlake/_conf", True),
+        (repo_root / "sql", "shopperlake/_sql", False),  # read by sqlfiles.read_sql
     )
-    for folder, prefix in sources:
+    for folder, prefix, required in sources:
         if not folder.is_dir():
+            if not required:
+                continue
             raise ConfigError(f"{folder} not found: is {repo_root} the ShopperLake repo?")
         for path in sorted(folder.rglob("*")):
             rel = path.relative_to(folder)
