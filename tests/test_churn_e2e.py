@@ -176,3 +176,58 @@ def test_retrain_that_is_worse_is_not_promoted(trained: Trained, tmp_path: Path)
     (better.path / "params.json").write_text(json.dumps({}))
     assert registry.promote_if_not_worse(better, "roc_auc", value, 0.0) == (True, value)
     assert registry.current("churn") == better.version
+
+
+PROPENSITY = [
+    "--set", "models.propensity.horizon_days=14",
+    "--set", "models.propensity.lookback_days=30",
+    "--set", "models.propensity.dnn.epochs=5",
+    "--set", "models.propensity.gbt_max_iter=10",
+    "--set", "models.propensity.importance_rows=2000",
+]  # fmt: skip
+
+
+def test_propensity_trains_scores_and_ranks_buyers_first(
+    spark: SparkSession, trained: Trained
+) -> None:
+    """Propensity through the same path on the same lake: its own labels (a purchase within
+    14 days among users active in the last 30), Horovod DNN, scores in gold.propensity_scores.
+    """
+    root, lake = trained.root, trained.lake
+    args = ["--model", "propensity", "--as-of", AS_OF, *PROPENSITY]
+    cutoffs = "2024-03-14,2024-03-28,2024-04-11"
+    assert build_training_set(job_args(root, *args, "--cutoffs", cutoffs)) == 0
+    rows = lake.read("gold.training_sets").where("model = 'propensity'")
+    assert rows.where("split = 'test'").select("cutoff").distinct().collect()[0][0] == dt.date(
+        2024, 4, 11
+    )
+    # Hand rule for one test user: label 1 iff a purchase in (cutoff, cutoff + 14 days].
+    events = lake.read("bronze.events")
+    test_rows = rows.where("split = 'test'").select("user_id", "label").collect()
+    buyers = {
+        r.user_id
+        for r in events.where(
+            "event_type = 'purchase' AND event_date > DATE'2024-04-11' "
+            "AND event_date <= DATE'2024-04-25'"
+        )
+        .select("user_id")
+        .distinct()
+        .collect()
+    }
+    assert test_rows and all(r.label == int(r.user_id in buyers) for r in test_rows)
+    assert train(job_args(root, *args)) == 0
+    auc = {
+        r.algorithm: r.value
+        for r in lake.read("gold.model_metrics")
+        .where("model = 'propensity' AND split = 'test' AND metric = 'roc_auc'")
+        .collect()
+    }
+    # Past purchase frequency predicts the next purchase in the generator's timelines.
+    assert auc["dnn"] > 0.6 and auc["constant"] == 0.5, auc
+    assert score(job_args(root, *args)) == 0
+    scores = lake.read("gold.propensity_scores").where(f"as_of_date = DATE'{AS_OF}'")
+    profiles = lake.read("gold.user_profiles").where(f"as_of_date = DATE'{AS_OF}'")
+    assert scores.count() == profiles.count()
+    assert {r.model_version for r in scores.select("model_version").distinct().collect()} == {
+        Registry(registry_root(lake.root)).current("propensity")
+    }

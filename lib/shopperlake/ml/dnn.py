@@ -1,8 +1,9 @@
 """Keras DNN trained with Horovod across Spark executors, fed by Petastorm.
 
 The training and validation splits are materialised to Parquet by Petastorm's
-``make_spark_converter`` (cache dir from config); ``horovod.spark.run`` starts ``num_proc``
-processes on the executors, each reading its shard (``cur_shard=hvd.rank()``). Horovod idioms:
+``make_spark_converter`` (cache dir from config, one scalar column per feature: see
+:mod:`shopperlake.ml.petastorm_io`); ``horovod.spark.run`` starts ``num_proc`` processes on
+the executors, each reading its shard (``cur_shard=hvd.rank()``). Horovod idioms:
 imports inside the shipped function, GPU pinned by local rank when there are GPUs, learning
 rate scaled by ``hvd.size()``, initial state broadcast from rank 0, metrics averaged across
 ranks, early stopping on validation AUC, checkpoints and the returned model from rank 0 only.
@@ -61,10 +62,13 @@ def build_model(n_features: int, params: DnnParams) -> Any:
     return tf.keras.Sequential(layers)
 
 
-def _converter(spark: SparkSession, df: DataFrame, parts: int) -> Any:
-    from petastorm.spark import make_spark_converter
+def horovod_run(fn: Any, num_proc: int) -> list[Any]:
+    """``horovod.spark.run`` over Gloo. Naming Gloo skips Horovod's "was MPI built?" probe,
+    which forks the driver and fails (``queue.Empty``) when the driver already runs
+    TensorFlow or reader threads; this stack is built without MPI anyway."""
+    import horovod.spark
 
-    return make_spark_converter(df.repartition(parts))
+    return list(horovod.spark.run(fn, num_proc=num_proc, use_gloo=True, verbose=0))
 
 
 def train_dnn(
@@ -80,8 +84,9 @@ def train_dnn(
 
     ``validation`` drives early stopping. Returns rank 0's model config and weights.
     """
-    import horovod.spark
     from petastorm.spark import SparkDatasetConverter
+
+    from shopperlake.ml import petastorm_io
 
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache_dir)
     cols = ["features", "label", "weight"]
@@ -94,8 +99,10 @@ def train_dnn(
     num_proc = params.num_proc
     # At least two Parquet files per process: Petastorm shards by row group, and an empty
     # shard would leave a Horovod rank without data.
-    train_conv = _converter(spark, train, max(2 * num_proc, 4))
-    val_conv = _converter(spark, validation, max(2 * num_proc, 4))
+    widths = {"features": n_features}
+    names = petastorm_io.wide_names("features", n_features)
+    train_conv = petastorm_io.materialise(spark, train, max(2 * num_proc, 4), widths)
+    val_conv = petastorm_io.materialise(spark, validation, max(2 * num_proc, 4), widths)
     n_train, n_val = len(train_conv), len(val_conv)
     if n_train == 0 or n_val == 0:
         raise TrainingError(f"empty split for training: train={n_train} validation={n_val}")
@@ -145,28 +152,17 @@ def train_dnn(
             )
 
         def xyw(batch: Any) -> tuple[Any, Any, Any]:
-            return batch.features, batch.label, batch.weight
+            return petastorm_io.stack(batch, names), batch.label, batch.weight
 
+        shard = {"shard": hvd.rank(), "shard_count": hvd.size(), "seed": params.seed}
         with (
-            train_conv.make_tf_dataset(
-                batch_size=params.batch_size,
-                cur_shard=hvd.rank(),
-                shard_count=hvd.size(),
-                num_epochs=None,
-                workers_count=2,
-            ) as train_ds,
-            val_conv.make_tf_dataset(
-                batch_size=params.batch_size,
-                cur_shard=hvd.rank(),
-                shard_count=hvd.size(),
-                num_epochs=None,
-                workers_count=2,
-            ) as val_ds,
+            petastorm_io.batches(train_conv, params.batch_size, **shard) as train_ds,
+            petastorm_io.batches(val_conv, params.batch_size, shuffle=False, **shard) as val_ds,
         ):
             history = model.fit(
-                train_ds.map(xyw),
+                train_ds.map(xyw).prefetch(tf.data.AUTOTUNE),
                 steps_per_epoch=steps,
-                validation_data=val_ds.map(xyw),
+                validation_data=val_ds.map(xyw).prefetch(tf.data.AUTOTUNE),
                 validation_steps=val_steps,
                 epochs=params.epochs,
                 callbacks=callbacks,
@@ -179,7 +175,7 @@ def train_dnn(
 
     started = time.monotonic()
     try:
-        results = horovod.spark.run(train_fn, num_proc=num_proc, verbose=0)
+        results = horovod_run(train_fn, num_proc)
     finally:
         train_conv.delete()
         val_conv.delete()
