@@ -420,3 +420,45 @@ def test_failed_job_leaves_tables_at_previous_version(
     assert lake.version("bronze.events") == version + 2 and ops[-2:] == ["MERGE", "RESTORE"]
     failed = last_run(lake)
     assert failed.status == "failed" and "not writable" in failed.error
+
+
+def test_pseudonymised_user_ids_are_keyed_hashes(
+    spark: SparkSession, lake: Lake, lake_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import hmac
+
+    root = tmp_path / "syn"
+    for sub in ("events", "users"):
+        (root / sub).mkdir(parents=True)
+    events = [
+        {"event_id": f"a{i}", "user_id": u, "ts": "2024-01-05T13:45:12Z", "event_type": "view",
+         "item_id": "i1", "category": "c1", "price": 1.0}
+        for i, u in enumerate(["u1", "u1", "u2"])
+    ]  # fmt: skip
+    (root / "events" / "part-0.json").write_text("\n".join(json.dumps(e) for e in events))
+    (root / "users" / "part-0.json").write_text(
+        json.dumps({"user_id": "u2", "signup_date": "2023-12-01", "country": "DE"})
+    )
+    args = ["--source", "synthetic", "--input", str(root), "--as-of", "2024-01-31"]
+    on = "--set=ingest.pseudonymise_users=true"
+    # No key: a clear error, a non-zero exit and nothing written.
+    monkeypatch.delenv("SHOPPERLAKE_PSEUDO_KEY", raising=False)
+    monkeypatch.delenv("SHOPPERLAKE_PSEUDO_KEY_FILE", raising=False)
+    assert run_ingest(lake_root, *args, on) != 0
+    assert not lake.exists("bronze.events")
+    secret = "a-test-key-of-some-length"
+    key_file = tmp_path / "key"
+    key_file.write_text(secret + "\n")
+    monkeypatch.setenv("SHOPPERLAKE_PSEUDO_KEY_FILE", str(key_file))
+    assert run_ingest(lake_root, *args, on) == 0
+
+    def expected(uid: str) -> str:  # the reference: Python's hmac, not the code under test
+        return hmac.new(secret.encode(), uid.encode(), hashlib.sha256).hexdigest()[:32]
+
+    got = sorted((r.event_id, r.user_id) for r in lake.read("bronze.events").collect())
+    assert got == [("a0", expected("u1")), ("a1", expected("u1")), ("a2", expected("u2"))]
+    assert [r.user_id for r in lake.read("bronze.users").collect()] == [expected("u2")]
+    # Re-ingest with the same key is a no-op (same pseudonyms, same keys).
+    assert run_ingest(lake_root, *args, on) == 0
+    assert last_run(lake).metrics["events.rows_written"] == 0.0

@@ -22,6 +22,7 @@ from shopperlake.cli import JobContext, job_main
 from shopperlake.errors import InputError, root_cause
 from shopperlake.ingest.adapters import apply_transform
 from shopperlake.ingest.mapping import KEYS, EntityMapping, SourceMapping, load_mapping
+from shopperlake.ingest.pseudonymise import pseudo_key, pseudonymise
 from shopperlake.ingest.readers import path_exists, read_raw
 from shopperlake.ingest.validate import Rules, canonicalize, quarantine_rows
 from shopperlake.lake import Lake
@@ -73,6 +74,7 @@ def ingest_entity(
     path: str,
     rules: Rules,
     run_id: str,
+    secret: bytes | None = None,
 ) -> EntityCounts:
     raw = apply_transform(read_raw(spark, path, m), m.transform, m.params)
     canon = canonicalize(raw, m, rules).persist(StorageLevel.MEMORY_AND_DISK)
@@ -81,13 +83,13 @@ def ingest_entity(
             canon.count()  # materialise: a file Spark cannot read fails here, named
         except Exception as exc:
             raise InputError(f"cannot read {m.entity} input {path}: {root_cause(exc)}") from exc
-        return _write_entity(lake, source, m, canon, run_id)
+        return _write_entity(lake, source, m, canon, run_id, secret)
     finally:
         canon.unpersist()
 
 
 def _write_entity(
-    lake: Lake, source: str, m: EntityMapping, canon: DataFrame, run_id: str
+    lake: Lake, source: str, m: EntityMapping, canon: DataFrame, run_id: str, secret: bytes | None
 ) -> EntityCounts:
     key = KEYS[m.entity]
     valid_flag = F.size("_errors") == 0
@@ -100,6 +102,8 @@ def _write_entity(
     table = TABLES[m.entity]
     good = canon.where(valid_flag).drop("_errors", "_raw", "_source_file")
     good = good.dropDuplicates([key])
+    if secret is not None:  # before the MERGE: a raw id never reaches a bronze table
+        good = pseudonymise(good, secret)
     if m.entity == "events":
         good = good.withColumn("event_date", F.to_date("ts")).withColumns(
             {"source": F.lit(source), "ingest_run_id": F.lit(run_id)}
@@ -152,13 +156,16 @@ def body(ctx: JobContext) -> list[EntityCounts]:
     rules = Rules.from_config(ctx.cfg, ctx.as_of)
     if not path_exists(ctx.spark, root):
         raise InputError(f"input path does not exist: {root}")
+    secret = pseudo_key() if ctx.cfg.get("ingest.pseudonymise_users") else None
     results: list[EntityCounts] = []
     for entity, m in mapping.entities.items():
         path = entity_path(root, m)
         if m.optional and not path_exists(ctx.spark, path):
             log.info("no %s input at %s (optional): skipped", entity, path)
             continue
-        counts = ingest_entity(ctx.spark, ctx.lake, mapping.name, m, path, rules, ctx.run.run_id)
+        counts = ingest_entity(
+            ctx.spark, ctx.lake, mapping.name, m, path, rules, ctx.run.run_id, secret
+        )
         results.append(counts)
         for field in ("read", "written", "duplicate", "quarantined"):
             ctx.run.metrics[f"{entity}.rows_{field}"] = float(getattr(counts, field))
