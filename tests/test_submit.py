@@ -169,7 +169,8 @@ def test_zipped_package_reads_its_bundled_conf(tmp_path: Path) -> None:
     build_package(REPO, target)
     code = (
         "import shopperlake.config as c; "
-        "print(c.__file__); print(c.load_config('standalone').get('spark.master'))"
+        "print(c.__file__); print(c.load_config('standalone').get('spark.master'))\n"
+        "try:\n    c.load_config('nope')\nexcept c.ConfigError as e:\n    print(e)"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     env.pop("SHOPPERLAKE_CONF_DIR", None)
@@ -182,7 +183,11 @@ def test_zipped_package_reads_its_bundled_conf(tmp_path: Path) -> None:
         cwd=tmp_path,
         check=True,
     ).stdout.splitlines()
-    assert out == [f"{target}/shopperlake/config.py", "spark://127.0.0.1:7077"]
+    assert out == [
+        f"{target}/shopperlake/config.py",
+        "spark://127.0.0.1:7077",
+        "unknown environment 'nope': no conf/nope.yaml (known: cluster, local, standalone)",
+    ]
 
 
 def run_submit(

@@ -62,6 +62,21 @@ def read_conf_text(name: str) -> str:
     raise ConfigError(f"config file not found: {name} (looked in {conf_dir()})")
 
 
+def known_environments() -> list[str]:
+    """Environment names (``conf/<env>.yaml``), from a folder or from the shipped zip."""
+    folder = conf_dir()
+    entries = (
+        folder.iterdir()
+        if folder.is_dir()
+        else (resources.files("shopperlake") / "_conf").iterdir()
+    )  # a zip path: Path.glob cannot look inside the zip
+    return sorted(
+        e.name.removesuffix(".yaml")
+        for e in entries
+        if e.name.endswith(".yaml") and e.name not in {"base.yaml", "catalog.yaml"}
+    )
+
+
 def load_yaml_text(text: str, origin: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
@@ -191,9 +206,7 @@ def load_config(env: str = "local", overrides: Iterable[str] = ()) -> Config:
     try:
         env_text = read_conf_text(f"{env}.yaml")
     except ConfigError:
-        known = sorted(
-            p.stem for p in conf_dir().glob("*.yaml") if p.stem not in {"base", "catalog"}
-        )
+        known = known_environments()
         raise ConfigError(
             f"unknown environment '{env}': no conf/{env}.yaml (known: {', '.join(known)})"
         ) from None
