@@ -57,6 +57,12 @@ def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
     for key, value in (cfg.get("spark.conf") or {}).items():
         builder = builder.config(str(key), str(value))
     if not submitted:
+        log4j = conf_dir() / "log4j2.properties"
+        extra = str(cfg.get("spark.conf", {}).get("spark.driver.extraJavaOptions") or "")
+        if log4j.is_file() and "log4j2.configurationFile" not in extra:
+            # Before the JVM starts, so Spark's start-up INFO lines are quiet too.
+            option = f"-Dlog4j2.configurationFile={log4j.resolve().as_uri()}"
+            builder = builder.config("spark.driver.extraJavaOptions", f"{extra} {option}".strip())
         jars = local_jars(cfg)
         if jars:
             builder = builder.config("spark.jars", ",".join(jars))
