@@ -1,13 +1,28 @@
-"""Benchmark: top-10 for every user with item-CF, EASE and MLlib ALS (``recommendForAllUsers``,
-the reference) on one synthetic implicit-feedback matrix.
+"""Benchmark: top-10 for every user with item-CF, EASE, MLlib ALS (``recommendForAllUsers``,
+the reference) and the two-tower retrieval on one synthetic implicit-feedback matrix.
 
-Interactions are drawn in-process (no lake): each user picks ``--per-user`` items from a
-Zipf-like popularity within one favourite category. Timed per method (wall time, each fully
-materialised with a count): item-CF = similarity (self-join, top-50 neighbours) + user scoring;
-EASE = Gram on Spark + driver solve + blockwise scoring; ALS = fit + recommendForAllUsers
-(reported separately). The two-tower retrieval is not benchmarked (not implemented).
+Interactions are drawn in-process (no lake), vectorised: each user picks ``--per-user`` distinct
+items of one favourite category with Zipf-like popularity (weights ``1/(rank+1)^1.1``, sampled
+without replacement by the Gumbel top-k trick), weight uniform in [1, 2). The frame is cached
+and counted before any timing.
+
+Every figure is wall time with the output fully materialised: the top-10 lists are written to
+Spark's ``noop`` sink (every row and column computed, nothing stored). End to end = fit + top-10
+for every user; the parts are timed too:
+
+- item-CF: similarity (top-``neighbours`` per item, cached like the pipeline does) + scoring;
+- EASE: Gram (Spark → driver) + solve (driver) + scoring (Spark);
+- ALS: fit, then ``recommendForAllUsers(10)``: the reference. Each method's top-10 step is
+  compared with ``recommendForAllUsers(10)`` and its end-to-end time with ALS fit + it;
+- two-tower: the blockwise retrieval (towers with vocabularies and user features, untrained
+  weights: the cost does not depend on them); its Horovod training is timed in the README's
+  quality runs, not here.
+
+``--repeat R`` runs each method R times and reports the best and the median (the machine may be
+shared: timings vary between runs).
 
     .venv/bin/python bench/bench_recs.py [--users 100000 --items 10000 --per-user 20]
+        [--methods itemcf,ease,als,twotower] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -15,49 +30,94 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+
+METHODS = ("itemcf", "ease", "als", "twotower")
+T = TypeVar("T")
 
 
 def interactions_frame(
     spark: SparkSession, users: int, items: int, per_user: int, seed: int
 ) -> DataFrame:
+    """(user_id, item_id, weight): ``per_user`` distinct items per user from one category."""
     rng = np.random.default_rng(seed)
     categories = max(1, items // 200)
     item_cat = rng.integers(0, categories, items)
-    by_cat = [np.flatnonzero(item_cat == c) for c in range(categories)]
-    rows: list[tuple[str, str, float]] = []
-    for u in range(users):
-        pool = by_cat[int(rng.integers(0, categories))]
+    user_cat = rng.integers(0, categories, users)
+    parts: list[pd.DataFrame] = []
+    for c in range(categories):
+        members = np.flatnonzero(user_cat == c)
+        pool = np.flatnonzero(item_cat == c)
         if len(pool) == 0:
             pool = np.arange(items)
-        p = 1.0 / (np.arange(len(pool)) + 1.0) ** 1.1
+        if len(members) == 0:
+            continue
         k = min(per_user, len(pool))
-        chosen = rng.choice(pool, size=k, replace=False, p=p / p.sum())
-        rows.extend((f"u{u}", f"i{i}", 1.0 + float(rng.random())) for i in chosen)
-    return spark.createDataFrame(rows, "user_id STRING, item_id STRING, weight DOUBLE")
+        log_p = -1.1 * np.log(np.arange(len(pool)) + 1.0)
+        for lo in range(0, len(members), 4096):
+            block = members[lo : lo + 4096]
+            keys = log_p + rng.gumbel(size=(len(block), len(pool)))
+            chosen = np.argpartition(-keys, k - 1, axis=1)[:, :k]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "user_id": np.char.add("u", np.repeat(block, k).astype(str)),
+                        "item_id": np.char.add("i", pool[chosen.ravel()].astype(str)),
+                        "weight": 1.0 + rng.random(len(block) * k),
+                    }
+                )
+            )
+    pdf = pd.concat(parts, ignore_index=True)
+    pdf["user_id"] = pdf["user_id"].astype(object)
+    pdf["item_id"] = pdf["item_id"].astype(object)
+    return spark.createDataFrame(pdf, "user_id STRING, item_id STRING, weight DOUBLE")
 
 
-def timed(label: str, fn: Callable[[], int]) -> float:
-    started = time.monotonic()
-    n = fn()
-    seconds = time.monotonic() - started
-    print(f"{label:<34}{seconds:>10.1f} s   ({n} rows)", flush=True)
-    return seconds
+def materialise(df: DataFrame) -> None:
+    """Compute every row and column of ``df`` (Spark's noop sink: nothing is stored)."""
+    df.write.format("noop").mode("overwrite").save()
+
+
+@dataclass
+class Run:
+    """Wall seconds of one method's parts in one repetition."""
+
+    parts: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, part: str, fn: Callable[[], T]) -> T:
+        started = time.monotonic()
+        out = fn()
+        self.parts[part] = time.monotonic() - started
+        return out
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--per-user", dest="per_user", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--env", default="local")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--methods", default=",".join(METHODS))
     args = parser.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown method(s) {sorted(unknown)}: {', '.join(METHODS)}")
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
@@ -66,48 +126,117 @@ def main(argv: list[str] | None = None) -> int:
     from shopperlake.rec.ease import ease_weights, gram_matrix, score_ease
     from shopperlake.rec.itemcf import item_similarity, recommend_itemcf
     from shopperlake.rec.params import RecParams
+    from shopperlake.rec.twotower import prepare_twotower, recommend_twotower
     from shopperlake.session import build_session
 
     cfg = load_config(args.env)
     params = RecParams.from_config(cfg.section("recommender"))
     spark = build_session(cfg, "shopperlake-bench-recs")
+    spark.sparkContext.setLogLevel("ERROR")
     inter = interactions_frame(spark, args.users, args.items, args.per_user, args.seed).cache()
-    print(f"{inter.count()} interactions, {args.users} users x {args.items} items", flush=True)
+    n_inter = inter.count()
+    conf = spark.conf
+    machine = (
+        f"{os.cpu_count()} CPU cores, Spark {spark.version} master={spark.sparkContext.master}, "
+        f"defaultParallelism={spark.sparkContext.defaultParallelism}, "
+        f"shuffle.partitions={conf.get('spark.sql.shuffle.partitions')}, "
+        f"AQE={conf.get('spark.sql.adaptive.enabled')}, "
+        f"driver memory={conf.get('spark.driver.memory', 'default')}"
+    )
+    print(f"{n_inter} interactions, {args.users} users x {args.items} items", flush=True)
+    print(f"machine: {machine}", flush=True)
 
-    def itemcf() -> int:
+    def itemcf(run: Run) -> None:
         cf = params.itemcf
         sims = item_similarity(
             inter, str(cf["similarity"]), int(cf["min_support"]), int(cf["neighbours"]),
             int(cf["max_items_per_user"]),
-        )  # fmt: skip
-        return recommend_itemcf(inter, sims, 10).count()
+        ).cache()  # fmt: skip
+        run.timed("similarity", sims.count)
+        run.timed("top-10 all users", lambda: materialise(recommend_itemcf(inter, sims, 10)))
+        sims.unpersist()
 
-    def ease() -> int:
-        gram = gram_matrix(spark, inter, int(params.ease["max_items"]))
+    def ease(run: Run) -> None:
+        e = params.ease
+        gram = run.timed("Gram", lambda: gram_matrix(spark, inter, int(e["max_items"])))
         if gram is None:
-            return 0
-        b = ease_weights(gram.matrix, float(params.ease["lambdas"][-1]))
-        return score_ease(
-            spark, inter, gram.item_ids, b, 10, int(params.ease["block_items"])
-        ).count()
+            raise SystemExit(f"EASE skipped: more than {e['max_items']} items")
+        g = gram.matrix
+        b = run.timed("solve", lambda: ease_weights(g, float(e["lambdas"][-1])))
+        scored = score_ease(spark, inter, gram.item_ids, b, 10, int(e["block_items"]))
+        run.timed("top-10 all users", lambda: materialise(scored))
 
-    fitted: dict[str, object] = {}
+    def als(run: Run) -> None:
+        model, users, items = run.timed("fit", lambda: fit_als(spark, inter, params.als))
+        recs = model.recommendForAllUsers(10)
+        run.timed("recommendForAllUsers(10)", lambda: materialise(recs))
+        users.unpersist()
+        items.unpersist()
 
-    def als_fit() -> int:
-        model, users, _ = fit_als(spark, inter, params.als)
-        fitted["model"] = model
-        return users.count()
+    def twotower(run: Run) -> None:
+        # Retrieval cost does not depend on the weights: the towers are built with their
+        # vocabularies and user features but not trained (training 2M pairs is its own job).
+        model = run.timed(
+            "prepare",  # vocabularies and user features
+            lambda: prepare_twotower(spark, inter, None, None, params.twotower),
+        )
+        users = inter.select("user_id").distinct()
+        recs = recommend_twotower(spark, model, users, 10)
+        run.timed("top-10 all users", lambda: materialise(recs))
+        model.profiles.unpersist()
 
-    def als_recommend() -> int:
-        return fitted["model"].recommendForAllUsers(10).count()  # type: ignore[attr-defined]
+    bodies: dict[str, Callable[[Run], None]] = {
+        "itemcf": itemcf, "ease": ease, "als": als, "twotower": twotower,
+    }  # fmt: skip
+    results: dict[str, list[Run]] = {}
+    for rep in range(args.repeat):
+        for name in methods:
+            run = Run()
+            try:
+                bodies[name](run)
+            except NotImplementedError as skipped:
+                print(f"{name}: skipped ({skipped})", flush=True)
+                continue
+            results.setdefault(name, []).append(run)
+            parts = ", ".join(f"{k} {v:.1f} s" for k, v in run.parts.items())
+            print(f"[{rep + 1}/{args.repeat}] {name:<9}{run.total:>8.1f} s  ({parts})", flush=True)
 
-    t_cf = timed("item-CF (fit + top-10 all users)", itemcf)
-    t_ease = timed("EASE (fit + top-10 all users)", ease)
-    t_fit = timed("ALS fit", als_fit)
-    t_all = timed("ALS recommendForAllUsers(10)", als_recommend)
-    print(f"ALS fit + recommendForAllUsers: {t_fit + t_all:.1f} s")
-    print(f"speed-up vs ALS recommendForAllUsers alone: item-CF {t_all / t_cf:.2f}x, "
-          f"EASE {t_all / t_ease:.2f}x")  # fmt: skip
+    als_runs = results.get("als", [])
+    ref_top = min((r.parts["recommendForAllUsers(10)"] for r in als_runs), default=float("nan"))
+    ref_all = min((r.total for r in als_runs), default=float("nan"))
+    print()
+    print(f"Top-10 for all {args.users:,} users x {args.items:,} items ({n_inter:,} interactions)")
+    print(f"machine: {machine}; best of {args.repeat} (median in brackets)")
+    print("speed-up: the ALS figure of the same kind / this one (> 1: faster than ALS);")
+    print("  top-10 rows against recommendForAllUsers(10), end-to-end rows against ALS fit +")
+    print("  recommendForAllUsers(10)")
+    print(f"{'method':<40}{'wall s':>9}{'median':>9}{'speed-up':>10}")
+    rows: list[tuple[str, list[float], float | None]] = []
+    for name in methods:
+        runs = results.get(name)
+        if not runs:
+            continue
+        if name == "als":
+            rows.append(("ALS fit", [r.parts["fit"] for r in runs], None))
+            rows.append(
+                (
+                    "ALS recommendForAllUsers(10) [reference]",
+                    [r.parts["recommendForAllUsers(10)"] for r in runs],
+                    ref_top,
+                )
+            )
+            rows.append(("ALS end to end (fit + top-10)", [r.total for r in runs], ref_all))
+            continue  # fmt: skip
+        label = {"itemcf": "item-CF", "ease": "EASE", "twotower": "two-tower"}[name]
+        for part in runs[0].parts:
+            ref = ref_top if part == "top-10 all users" else None
+            rows.append((f"  {label}: {part}", [r.parts[part] for r in runs], ref))
+        if name != "twotower":  # two-tower: retrieval only (training is not timed here)
+            rows.append((f"{label} end to end (fit + top-10)", [r.total for r in runs], ref_all))
+    for label, values, ref in rows:
+        best, median = min(values), statistics.median(values)
+        ratio = f"{ref / best:.2f}x" if ref is not None else ""
+        print(f"{label:<40}{best:>9.1f}{median:>9.1f}{ratio:>10}")
     spark.stop()
     return 0
 

@@ -21,6 +21,7 @@ from tests.conftest import job_args
 
 AS_OF = "2024-03-31"
 K = 10
+SOURCES = ("popularity", "itemcf", "ease", "als", "content", "repeat")  # blend weight > 0
 REC = [
     "--set", "recommender.als.max_iter=5",
     "--set", "recommender.als.rank=8",
@@ -63,12 +64,32 @@ def test_train_evaluates_every_source_and_hybrid_beats_popularity(run: Run) -> N
     )
     m = {(r.algorithm, r.metric): r.value for r in rows.collect()}
     algos = {a for a, _ in m}
-    assert algos == {"popularity", "itemcf", "ease", "als", "content", "hybrid"}
+    assert algos == set(SOURCES) | {"hybrid"}
     for k in (5, 10, 20):
         for metric in ("precision", "recall", "ndcg", "map", "hit_rate", "coverage", "novelty"):
             assert ("hybrid", f"{metric}@{k}") in m
-    assert m[("hybrid", "ndcg@10")] > m[("popularity", "ndcg@10")], m
-    assert m[("hybrid", "recall@10")] > m[("popularity", "recall@10")], m
+    assert m[("hybrid", "ndcg@10")] > 1.1 * m[("popularity", "ndcg@10")], m
+    assert m[("hybrid", "recall@10")] > 1.1 * m[("popularity", "recall@10")], m
+    # Not asserted here: hybrid >= every source on this holdout. With ~65 holdout users the
+    # validation-tuned blend beats them all on recall@10 but not EASE on NDCG@10 (see
+    # docs/recommendations.md); the test below checks it on validation, where it holds by
+    # construction.
+
+
+def test_blend_weights_are_tuned_on_validation_and_recorded(run: Run) -> None:
+    mv = Registry(registry_root(run.lake.root)).get("recommender")
+    params = mv.read_json("params.json")
+    assert params["blend_mode"] == "tuned"
+    weights = params["blend_weights"]
+    assert set(weights) == set(SOURCES) and any(w > 0 for w in weights.values())
+    assert params["blend_normalise"] in ("rrf", "minmax")
+    rows = run.lake.read("gold.model_metrics").where(
+        (F.col("model") == "recommender") & (F.col("split") == "validation")
+        & (F.col("version") == mv.version) & (F.col("metric") == "ndcg@10")
+    )  # fmt: skip
+    valid = {r.algorithm: r.value for r in rows.collect()}
+    assert set(valid) == set(SOURCES) | {"hybrid", "hybrid_config"}
+    assert valid["hybrid"] >= max(valid.values())  # on validation: by construction
 
 
 def test_every_profile_user_gets_k_items_under_the_rules(spark: SparkSession, run: Run) -> None:
@@ -95,7 +116,12 @@ def test_every_profile_user_gets_k_items_under_the_rules(spark: SparkSession, ru
     capped = recs.join(items, "item_id").groupBy("user_id", "category").count()
     assert capped.where("count > 4").count() == 0
     sources = {r.source for r in recs.select("source").distinct().collect()}
-    assert sources <= {"popularity", "itemcf", "ease", "als", "content"}, sources
+    weights = (
+        Registry(registry_root(lake.root))
+        .get("recommender")
+        .read_json("params.json")["blend_weights"]
+    )
+    assert sources <= {s for s, w in weights.items() if w > 0} | {"popularity"}, sources
     assert len(sources) >= 2, sources  # a blend, not one source
     similar = lake.read("gold.similar_items").where(F.col("as_of_date") == F.lit(AS_OF))
     assert similar.count() > 0
@@ -118,6 +144,6 @@ def test_random_split_protocol_evaluates_every_source(run: Run) -> None:
         (F.col("model") == "recommender") & (F.col("split") == "random_split")
     )
     m = {(r.algorithm, r.metric): r.value for r in rows.collect()}
-    assert {a for a, _ in m} == {"popularity", "itemcf", "ease", "als", "content", "hybrid"}
+    assert {a for a, _ in m} == set(SOURCES) | {"hybrid"}
     assert all(0.0 <= m[(a, "recall@10")] <= 1.0 for a, _ in m)
     assert m[("hybrid", "recall@10")] > m[("popularity", "recall@10")], m

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +12,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from shopperlake.ml.registry import ModelVersion
 from shopperlake.rec.ease import ease_weights, gram_matrix, score_ease
 from shopperlake.rec.evaluate import random_split
 from shopperlake.rec.hybrid import blend, finalise
 from shopperlake.rec.interactions import interactions
 from shopperlake.rec.itemcf import item_similarity, recommend_itemcf
+from shopperlake.rec.params import RecParams
 from shopperlake.rec.popularity import recommend_popular, segment_popularity
 
 EVENTS = "user_id STRING, item_id STRING, event_type STRING, ts TIMESTAMP, event_date DATE"
@@ -249,3 +252,171 @@ def test_split_last_order_holds_out_each_users_latest_basket(spark: SparkSession
     )
     got = {(r.user_id, r.item_id, r.order_id) for r in train.collect()}
     assert got == {("u1", "i1", "o1"), ("u1", "i2", "o1"), ("u1", "i9", None)}
+
+
+SCORES = "user_id STRING, item_id STRING, score DOUBLE"
+PAIRS = "user_id STRING, item_id STRING"
+
+
+def _catalog(spark: SparkSession, items: dict[str, str]) -> DataFrame:
+    return spark.createDataFrame(sorted(items.items()), "item_id STRING, category STRING")
+
+
+def test_weight_tuner_finds_the_blend_that_no_single_source_reaches(spark: SparkSession) -> None:
+    from shopperlake.ranking_metrics import ranking_metrics
+    from shopperlake.rec.ranker import tune_weights, validation_frame
+
+    # rrf_k = 0: norm = 1 / rank.  a: u1 x(1) y(1/2), u2 p(1) q(1/2);  b: u1 y(1) z(1/2),
+    # u2 r(1) p(1/2).  Relevant: u1 y, u2 p.  With weights (wa, wb), at rank 1:
+    # u1 gets y iff wa/2 + wb > wa (wb > wa/2); u2 gets p iff wa + wb/2 > wb (wb < 2 wa).
+    # a alone or b alone: one user each, ndcg@1 = 0.5; config (1, 3): 3 > 2, u2 misses: 0.5.
+    # Ascent over {0, 1, 3}, a first: a=0 → b alone 0.5; a=3 → (3, 3) hits both: 1.0. Then b:
+    # b=0 → 0.5, b=1 → (3, 1): 1 < 1.5, u1 misses: 0.5. Second pass moves nothing.
+    a = spark.createDataFrame(
+        [("u1", "x", 0.9), ("u1", "y", 0.5), ("u2", "p", 0.9), ("u2", "q", 0.5)], SCORES
+    )
+    b = spark.createDataFrame(
+        [("u1", "y", 0.9), ("u1", "z", 0.5), ("u2", "r", 0.9), ("u2", "p", 0.5)], SCORES
+    )
+    truth = spark.createDataFrame([("u1", "y"), ("u2", "p")], PAIRS)
+    users = spark.createDataFrame([("u1",), ("u2",)], "user_id STRING")
+    fallback = spark.createDataFrame([("u1", "w", 1.0), ("u2", "w", 1.0)], SCORES)
+    catalog = _catalog(spark, {i: i.upper() for i in "pqrwxyz"})
+    frame = validation_frame({"a": a, "b": b}, truth, users, fallback, catalog, None)
+    tuned = tune_weights(frame, {"a": 1.0, "b": 3.0}, (0.0, 1.0, 3.0), "ndcg@1", 10, 2,
+                         [("rrf", 0.0)])  # fmt: skip
+    assert tuned.start == {"config": 0.5, "a": 0.5, "b": 0.5}
+    assert tuned.weights == {"a": 3.0, "b": 3.0}
+    assert tuned.value == 1.0
+    # The real blend + rules + metrics agree with the tuner's own evaluation.
+    recs = finalise(blend({"a": a, "b": b}, tuned.weights, "rrf", 0.0), users, fallback,
+                    catalog, None, 1, 10)  # fmt: skip
+    assert ranking_metrics(recs, truth, (1,))["ndcg@1"] == 1.0
+
+
+def test_tuner_evaluation_applies_catalogue_bought_cap_and_fill(spark: SparkSession) -> None:
+    from shopperlake.rec.ranker import evaluate_weights, validation_frame
+
+    # u1's source list: i9 (not in catalogue), i1 A, i2 A, i3 B (bought), i4 A. With one item
+    # per category: i1, then the popularity fill i5 C (i6 C capped), i7 D → top 3 i1 i5 i7.
+    # u2 has no candidates: fill i5, i7 (two items). u3 is not a user to serve: left out.
+    # Truth u1 {i2, i7}: hit at rank 3 → ndcg@3 = (1/log2 4) / (1 + 1/log2 3) = 0.5 / 1.63093,
+    # recall@3 = 1/2; u2 {i1}: 0.
+    src = spark.createDataFrame(
+        [("u1", "i9", 1.0), ("u1", "i1", 0.9), ("u1", "i2", 0.8), ("u1", "i3", 0.7),
+         ("u1", "i4", 0.6), ("u3", "i1", 1.0)], SCORES,
+    )  # fmt: skip
+    fallback = spark.createDataFrame(
+        [(u, i, s) for u in ("u1", "u2") for i, s in (("i5", 1.0), ("i6", 0.5), ("i7", 0.25))],
+        SCORES,
+    )
+    catalog = _catalog(spark, {"i1": "A", "i2": "A", "i3": "B", "i4": "A", "i5": "C", "i6": "C",
+                               "i7": "D"})  # fmt: skip
+    truth = spark.createDataFrame([("u1", "i2"), ("u1", "i7"), ("u2", "i1"), ("u3", "i1")], PAIRS)
+    users = spark.createDataFrame([("u1",), ("u2",)], "user_id STRING")
+    bought = spark.createDataFrame([("u1", "i3")], PAIRS)
+    frame = validation_frame({"a": src}, truth, users, fallback, catalog, bought)
+    ndcg_u1 = (1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    assert evaluate_weights(frame, {"a": 1.0}, "ndcg@3", 1) == pytest.approx(ndcg_u1 / 2)
+    assert evaluate_weights(frame, {"a": 1.0}, "recall@3", 1) == pytest.approx(0.25)
+    # Weight 0 leaves the source out: popularity only, i5 i7 for both: recall (1/2 + 0) / 2.
+    assert evaluate_weights(frame, {"a": 0.0}, "recall@3", 1) == pytest.approx(0.25)
+    assert evaluate_weights(frame, {"a": 0.0}, "hit_rate@1", 1) == 0.0
+
+
+def test_tuner_picks_the_normalisation_that_ranks_the_relevant_item_first(
+    spark: SparkSession,
+) -> None:
+    from shopperlake.rec.ranker import tune_weights, validation_frame
+
+    # a: x 10, y 9, w 2; b: w 5, y 4, z 1; relevant y; weights 1 and 1.
+    # rrf_k = 0: x 1, y 1/2 + 1/2 = 1, w 1/3 + 1 = 4/3 → w first: hit@1 = 0.
+    # min-max: a x 1, y 7/8, w 0; b w 1, y 3/4, z 0 → y 13/8 first: hit@1 = 1.
+    a = spark.createDataFrame([("u1", "x", 10.0), ("u1", "y", 9.0), ("u1", "w", 2.0)], SCORES)
+    b = spark.createDataFrame([("u1", "w", 5.0), ("u1", "y", 4.0), ("u1", "z", 1.0)], SCORES)
+    truth = spark.createDataFrame([("u1", "y")], PAIRS)
+    users = spark.createDataFrame([("u1",)], "user_id STRING")
+    fallback = spark.createDataFrame([("u1", "v", 1.0)], SCORES)
+    catalog = _catalog(spark, {i: i for i in "vwxyz"})
+    frame = validation_frame({"a": a, "b": b}, truth, users, fallback, catalog, None)
+    tuned = tune_weights(frame, {"a": 1.0, "b": 1.0}, (1.0,), "hit_rate@1", 10, 1,
+                         [("rrf", 0.0), ("minmax", 0.0)])  # fmt: skip
+    assert tuned.start == {"config": 0.0, "a": 0.0, "b": 0.0}  # measured with rrf
+    assert (tuned.normalise, tuned.weights, tuned.value) == ("minmax", {"a": 1.0, "b": 1.0}, 1.0)
+
+
+def test_repeat_source_ranks_own_items_by_weight(spark: SparkSession) -> None:
+    from shopperlake.rec.repeat import recommend_repeat
+
+    inter = spark.createDataFrame(
+        [("u1", "a", 1.0), ("u1", "b", 3.0), ("u1", "c", 2.0), ("u2", "a", 0.5)], INTER
+    )
+    expected = spark.createDataFrame([("u1", "b", 3.0), ("u1", "c", 2.0), ("u2", "a", 0.5)], SCORES)
+    assertDataFrameEqual(recommend_repeat(inter, 2), expected)
+
+
+def _rec_params(**promotion: object) -> RecParams:
+    from shopperlake.config import load_config
+
+    section = load_config("local").section("recommender")
+    section["promotion"] = {**section["promotion"], **promotion}
+    return RecParams.from_config(section)
+
+
+def test_blend_config_is_checked_and_tuned_weights_replace_the_sources() -> None:
+    from shopperlake.config import load_config
+    from shopperlake.errors import ConfigError
+
+    params = _rec_params()
+    assert params.blend_mode == "tuned"
+    swapped = params.with_blend({"als": 2.0, "repeat": 0.5}, "minmax")
+    others = {k: v for k, v in swapped.weights().items() if k not in ("als", "repeat")}
+    assert swapped.weights()["als"] == 2.0 and swapped.weights()["repeat"] == 0.5
+    assert set(others) == set(params.weights()) - {"als", "repeat"}
+    assert set(others.values()) == {0.0}  # not fitted, not blended
+    assert swapped.blend["normalise"] == "minmax"
+    assert swapped.blend["rrf_k"] == params.blend["rrf_k"]
+    for key, value in (("blend", {"mode": "learned"}), ("blend", {"objective": "auc@10"}),
+                       ("promotion", {"metric": "ndcg@7"})):  # fmt: skip
+        section = load_config("local").section("recommender")
+        section[key] = {**section[key], **value}
+        with pytest.raises(ConfigError):
+            RecParams.from_config(section)
+
+
+def test_promotion_gate_keeps_current_when_the_new_version_is_worse(tmp_path: Path) -> None:
+    import json
+
+    from shopperlake.ml.registry import Registry
+    from shopperlake.rec.job import promote
+
+    registry = Registry(tmp_path / "models")
+
+    def version(metrics: dict[str, object]) -> ModelVersion:
+        mv = registry.new_version("recommender")
+        (mv.path / "params.json").write_text("{}")
+        (mv.path / "metrics.json").write_text(json.dumps(metrics))
+        return mv
+
+    def hybrid(ndcg: float) -> dict[str, dict[str, float]]:
+        return {"hybrid": {"ndcg@10": ndcg, "recall@10": 0.5}, "als": {"ndcg@10": 0.9}}
+
+    params = _rec_params(metric="ndcg@10", min_delta=0.0)
+    first = version({"last_order": hybrid(0.20)})
+    assert promote(registry, first, hybrid(0.20), "last_order", params) == (
+        True, None)  # fmt: skip
+    worse = version({"last_order": hybrid(0.15)})
+    assert promote(registry, worse, hybrid(0.15), "last_order", params) == (
+        False, 0.20)  # fmt: skip
+    assert registry.current("recommender") == first.version  # still registered, not current
+    assert worse.path.is_dir()
+    # Within min_delta of the current value: promoted.
+    near = version({"last_order": hybrid(0.19)})
+    lenient = _rec_params(metric="ndcg@10", min_delta=0.02)
+    assert promote(registry, near, hybrid(0.19), "last_order", lenient) == (
+        True, 0.20)  # fmt: skip
+    assert registry.current("recommender") == near.version
+    # Another protocol has nothing to compare with: promoted.
+    other = version({"holdout": hybrid(0.01)})
+    assert promote(registry, other, hybrid(0.01), "holdout", params) == (True, None)
+    assert registry.current("recommender") == other.version

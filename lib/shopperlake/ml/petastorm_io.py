@@ -17,11 +17,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType
+
+
+def cache_dir_url(configured: str | None, lake_root: str) -> str:
+    """Where Petastorm materialises training data: ``training.petastorm_cache`` when set, else
+    ``<lake root>/_petastorm_cache`` (a local lake root; on a cluster set the config key)."""
+    if configured:
+        return str(configured)
+    return (Path(lake_root.removeprefix("file:")).resolve() / "_petastorm_cache").as_uri()
+
+
+def use_cache_dir(spark: SparkSession, configured: str | None, lake_root: str) -> str:
+    """Set the session's Petastorm cache dir (what ``materialise`` writes under); return it."""
+    from petastorm.spark import SparkDatasetConverter
+
+    url = cache_dir_url(configured, lake_root)
+    spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, url)
+    return url
 
 
 def wide(df: DataFrame, widths: dict[str, int]) -> DataFrame:

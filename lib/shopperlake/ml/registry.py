@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,15 +86,33 @@ class Registry:
         os.replace(tmp, pointer)  # atomic on POSIX: readers see the old or the new pointer
 
     def promote_if_not_worse(
-        self, mv: ModelVersion, metric: str, value: float, min_delta: float
+        self,
+        mv: ModelVersion,
+        metric: str,
+        value: float,
+        min_delta: float,
+        key: Sequence[str] = ("test", "dnn"),
     ) -> tuple[bool, float | None]:
         """Move ``current`` to ``mv`` unless the current version's ``metric`` is better by more
-        than ``min_delta``. Returns (promoted, current value before)."""
+        than ``min_delta``. Returns (promoted, current value before).
+
+        The current value is ``metrics.json[key[0]][key[1]]...[metric]``; a current version
+        without it (another evaluation protocol) is not comparable, and ``mv`` is promoted."""
         cur = self.current(mv.name)
         if cur is None or cur == mv.version:
             self.set_current(mv.name, mv.version)
             return True, None
-        before = float(self.get(mv.name, cur).read_json("metrics.json")["test"]["dnn"][metric])
+        found: Any = self.get(mv.name, cur).read_json("metrics.json")
+        for part in (*key, metric):
+            found = found.get(part) if isinstance(found, dict) else None
+        if found is None:
+            self.set_current(mv.name, mv.version)
+            log.info(
+                "promoted %s %s: current %s has no %s %s to compare with",
+                mv.name, mv.version, cur, "/".join(key), metric,
+            )  # fmt: skip
+            return True, None
+        before = float(found)
         if value >= before - min_delta:
             self.set_current(mv.name, mv.version)
             log.info("promoted %s %s (%s %.4f >= %.4f)", mv.name, mv.version, metric, value, before)

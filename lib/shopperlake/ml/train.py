@@ -34,6 +34,7 @@ from shopperlake.ml import baselines
 from shopperlake.ml.dnn import TrainedDnn, predict_column, train_dnn
 from shopperlake.ml.features import FeatureTransform
 from shopperlake.ml.importance import permutation_importance
+from shopperlake.ml.petastorm_io import cache_dir_url
 from shopperlake.ml.registry import Registry, registry_root
 from shopperlake.ml.spec import ModelSpec, model_spec
 from shopperlake.schemas import MODEL_METRICS
@@ -144,10 +145,7 @@ def body(ctx: JobContext) -> None:
     names = transform.output_names
     registry = Registry(registry_root(lake.root))
     mv = registry.new_version(spec.name)
-    cache_dir = (
-        ctx.cfg.get("training.petastorm_cache")
-        or (Path(lake.root.removeprefix("file:")).resolve() / "_petastorm_cache").as_uri()
-    )
+    cache_dir = cache_dir_url(ctx.cfg.get("training.petastorm_cache"), lake.root)
     try:
         dnn = train_dnn(
             spark,

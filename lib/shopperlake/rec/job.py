@@ -1,10 +1,11 @@
 """``train --model recommender`` and ``score --model recommender --as-of D``.
 
-train: fit every source on interactions before a holdout cutoff (EASE λ tuned on a validation
-window before that), evaluate every source and the hybrid side by side, write
-gold.model_metrics and register a version. score: refit on every interaction up to the end of
-the as-of day with the registered settings, write gold.recommendations (every user of the
-as-of profile snapshot gets K items) and gold.similar_items.
+train: fit every source on the protocol's training data (EASE λ and the blend weights tuned on
+a validation split of that data only), evaluate every source and the hybrid side by side on
+the holdout, write gold.model_metrics, register a version and make it current unless its
+hybrid metric is worse than the current version's. score: refit on every interaction up to
+the end of the as-of day with the registered λ and blend, write gold.recommendations (every
+user of the as-of profile snapshot gets K items) and gold.similar_items.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -21,12 +23,13 @@ from pyspark.sql import functions as F
 
 from shopperlake.cli import JobContext, job_main
 from shopperlake.errors import InputError
-from shopperlake.ml.registry import Registry, registry_root
+from shopperlake.ml.petastorm_io import use_cache_dir
+from shopperlake.ml.registry import ModelVersion, Registry, registry_root
 from shopperlake.profile_snapshots import ensure_profiles
 from shopperlake.profiles import point_in_time
 from shopperlake.ranking_metrics import ranking_metrics
 from shopperlake.rec.content import interaction_affinities, profile_affinities
-from shopperlake.rec.ease import ease_weights, gram_matrix, score_ease
+from shopperlake.rec.ease import Gram, ease_weights, gram_matrix, score_ease
 from shopperlake.rec.evaluate import (
     evaluate_lists,
     metrics_table,
@@ -39,6 +42,7 @@ from shopperlake.rec.interactions import bought, interactions, truth_window
 from shopperlake.rec.params import RecParams
 from shopperlake.rec.pipeline import Fitted, Inputs, final_lists, fit_sources, release
 from shopperlake.rec.popularity import item_popularity, recommend_popular, segment_popularity
+from shopperlake.rec.ranker import tune_weights, validation_frame
 from shopperlake.schemas import MODEL_METRICS
 
 log = logging.getLogger(__name__)
@@ -104,32 +108,131 @@ def time_inputs(
 
 
 # -- train ---------------------------------------------------------------------------------------
-Tuned = tuple[float | None, dict[str, float]]
-Evaluated = tuple[dict[str, dict[str, float]], Fitted, float | None, dict[str, float]]
+@dataclass
+class Validation:
+    """A protocol's inner split, built from training data only: the inputs to fit on and the
+    relevant items to rank (the holdout is never read)."""
+
+    inputs: Inputs
+    truth: DataFrame
 
 
-def tune_ease_time(
-    ctx: JobContext, events: DataFrame, catalog: DataFrame, cutoff: dt.date, params: RecParams
-) -> Tuned:
-    """λ by validation NDCG@10: fit on interactions up to ``cutoff - V``, rank the next V days
-    (no holdout data is read)."""
-    start = cutoff - dt.timedelta(days=params.validation_days)
-    inter = interactions(
-        events, start, params.event_weights, params.half_life_days, params.lookback_days
+@dataclass
+class Tuning:
+    """What train chose on validation data and ``score`` reuses."""
+
+    ease_lambda: float | None = None
+    ease_validation: dict[str, float] = field(default_factory=dict)  # ndcg@10 per λ
+    weights: dict[str, float] = field(default_factory=dict)  # blend weight per source
+    normalise: str = "rrf"
+    rrf_k: float = 10.0
+    blend_validation: dict[str, float] = field(default_factory=dict)  # objective per start, tuned
+
+    def blend_params(self, params: RecParams) -> RecParams:
+        """``params`` with the chosen blend (weights and normalisation)."""
+        return params.with_blend(self.weights, self.normalise, self.rrf_k)
+
+
+Evaluated = tuple[dict[str, dict[str, float]], Fitted, Tuning]
+
+
+def split_inputs(
+    train: DataFrame, catalog: DataFrame, exclude_seen: bool, repeat_categories: tuple[str, ...]
+) -> Inputs:
+    """Inputs for protocols whose training data is a set of interactions (no profile snapshot):
+    users without segment, content affinities and popularity from those interactions."""
+    users = train.select("user_id").distinct().withColumn("segment", F.lit(None).cast("string"))
+    return Inputs(
+        interactions=train,
+        users=users.cache(),
+        affinities=interaction_affinities(train, catalog),
+        catalog=catalog,
+        popularity=train.groupBy("item_id").agg(F.count(F.lit(1)).alias("count")),
+        exclude=train.select("user_id", "item_id") if exclude_seen else None,
+        repeat_categories=repeat_categories,
     )
-    truth = truth_window(events, start, cutoff, params.truth_event_types)
-    excl = bought(events, start) if params.exclude_bought else None
-    return tune_ease(ctx.spark, inter, truth, excl, catalog, params)
 
 
-def tune_ease_split(
-    spark: SparkSession, train: DataFrame, catalog: DataFrame, params: RecParams, seen: bool
-) -> Tuned:
-    """λ by NDCG@10 on an inner per-user random split of the training interactions (for the
-    protocols whose holdout is not a time window); ``seen``: exclude inner-train items."""
+def validation_time(
+    ctx: JobContext, events: DataFrame, catalog: DataFrame, cutoff: dt.date, params: RecParams
+) -> Validation:
+    """Serve as of ``cutoff - V`` (its profile snapshot), rank the purchases of the next V days."""
+    start = cutoff - dt.timedelta(days=params.validation_days)
+    inp = time_inputs(ctx, events, catalog, start, params)
+    truth = truth_window(events, start, cutoff, params.truth_event_types).join(
+        inp.users.select("user_id"), "user_id"
+    )
+    return Validation(inp, truth)
+
+
+def validation_split(
+    train: DataFrame, catalog: DataFrame, params: RecParams, seen: bool
+) -> Validation:
+    """Inner per-user random split of the training interactions (seed ``split.seed + 1``);
+    ``seen``: exclude inner-train items."""
     inner, valid = random_split(train, params.test_ratio, params.seed + 1)
-    excl = inner.select("user_id", "item_id") if seen else None
-    return tune_ease(spark, inner, valid, excl, catalog, params)
+    inp = split_inputs(inner.cache(), catalog, seen, ())
+    return Validation(inp, valid)
+
+
+def validation_last_order(
+    train_events: DataFrame, as_of: dt.date, catalog: DataFrame, params: RecParams
+) -> Validation:
+    """Next basket one order earlier: each user's last training order (the second-to-last
+    order) predicted from the orders before it."""
+    inner_events, valid = split_last_order(train_events)
+    inner = interactions(
+        inner_events, as_of, params.event_weights, params.half_life_days, params.lookback_days
+    ).cache()
+    inp = split_inputs(inner, catalog, params.exclude_bought, params.repeat_categories)
+    return Validation(inp, valid.join(inp.users.select("user_id"), "user_id"))
+
+
+def tune(spark: SparkSession, val: Validation, catalog: DataFrame, params: RecParams) -> Tuning:
+    """EASE λ, then (``blend.mode: tuned``) the blend weights, all on ``val``."""
+    inp = val.inputs
+    lam, lam_results, gram = tune_ease(
+        spark, inp.interactions, val.truth, inp.exclude, catalog, params
+    )
+    tuning = Tuning(
+        lam,
+        lam_results,
+        params.weights(),
+        str(params.blend["normalise"]),
+        float(params.blend.get("rrf_k", 10.0)),
+    )
+    if params.blend_mode != "tuned":
+        inp.interactions.unpersist()
+        return tuning
+    fitted = fit_sources(spark, inp, params, lam, gram)
+    objective = str(params.blend.get("objective", "ndcg@10"))
+    frame = validation_frame(
+        fitted.candidates,
+        val.truth,
+        inp.users,
+        fitted.fallback if fitted.fallback is not None else fitted.candidates["popularity"],
+        catalog,
+        inp.exclude,
+        inp.repeat_categories,
+        int(params.blend.get("tune_users", 5000)),
+        params.seed,
+    )
+    release(fitted)
+    inp.interactions.unpersist()
+    tuned = tune_weights(
+        frame,
+        params.weights(),
+        params.blend_grid,
+        objective,
+        params.max_per_category,
+        int(params.blend.get("passes", 2)),
+        params.normalise_grid,
+        bool(params.blend.get("both_halves", True)),
+    )
+    tuning.weights = tuned.weights
+    tuning.normalise, tuning.rrf_k = tuned.normalise, tuned.rrf_k
+    tuning.blend_validation = {**tuned.start, "hybrid": tuned.value}
+    return tuning
 
 
 def tune_ease(
@@ -139,16 +242,16 @@ def tune_ease(
     exclude: DataFrame | None,
     catalog: DataFrame,
     params: RecParams,
-) -> Tuned:
-    """The λ of ``ease.lambdas`` with the best NDCG@10 of EASE alone (same rules and fill)."""
+) -> tuple[float | None, dict[str, float], Gram | None]:
+    """The λ of ``ease.lambdas`` with the best NDCG@10 of EASE alone (same rules and fill),
+    its NDCG@10 per λ and the Gram matrix (reused to fit the validation candidates)."""
     lambdas = [float(v) for v in params.ease["lambdas"]]
     if params.weights().get("ease", 0.0) <= 0 or not lambdas:
-        return None, {}
+        return None, {}, None
     inter = inter.cache()
     gram = gram_matrix(spark, inter, int(params.ease["max_items"]), int(params.ease["min_users"]))
     if gram is None:
-        inter.unpersist()
-        return None, {}
+        return None, {}, None
     users = inter.select("user_id").distinct().withColumn("segment", F.lit(None).cast("string"))
     fallback = recommend_popular(users, segment_popularity(inter, users, params.fallback_n))
     results: dict[str, float] = {}
@@ -164,21 +267,21 @@ def tune_ease(
         results[f"lambda={lam:g}"] = ranking_metrics(recs, truth, (10,))["ndcg@10"]
         log.info("EASE validation lambda=%s ndcg@10=%.4f", lam, results[f"lambda={lam:g}"])
     best = max(lambdas, key=lambda lam: results[f"lambda={lam:g}"])
-    inter.unpersist()
-    return best, results
+    return best, results, gram
 
 
 def evaluate_time(
     ctx: JobContext, events: DataFrame, catalog: DataFrame, as_of: dt.date, params: RecParams
 ) -> Evaluated:
-    """Fit on interactions up to ``as_of - H``, evaluate on the purchases of the last H days."""
+    """Fit on interactions up to ``as_of - H``, evaluate on the purchases of the last H days;
+    tuned on the V days before the cutoff."""
     cutoff = as_of - dt.timedelta(days=params.holdout_days)
-    lam, validation = tune_ease_time(ctx, events, catalog, cutoff, params)
+    tuning = tune(ctx.spark, validation_time(ctx, events, catalog, cutoff, params), catalog, params)
     inp = time_inputs(ctx, events, catalog, cutoff, params)
     truth = truth_window(events, cutoff, as_of, params.truth_event_types).join(
         inp.users.select("user_id"), "user_id"
     )
-    return (*_evaluate(ctx.spark, inp, truth, params, lam), lam, validation)
+    return (*_evaluate(ctx.spark, inp, truth, params, tuning), tuning)
 
 
 def evaluate_random(
@@ -191,58 +294,42 @@ def evaluate_random(
     )
     train, test = random_split(inter, params.test_ratio, params.seed)
     train = train.cache()
-    users = train.select("user_id").distinct().withColumn("segment", F.lit(None).cast("string"))
-    inp = Inputs(
-        interactions=train,
-        users=users.cache(),
-        affinities=interaction_affinities(train, catalog),
-        catalog=catalog,
-        popularity=train.groupBy("item_id").agg(F.count(F.lit(1)).alias("count")),
-        exclude=train.select("user_id", "item_id"),
-        repeat_categories=(),
-    )
-    lam, validation = tune_ease_split(ctx.spark, train, catalog, params, seen=True)
-    return (*_evaluate(ctx.spark, inp, test, params, lam), lam, validation)
+    tuning = tune(ctx.spark, validation_split(train, catalog, params, True), catalog, params)
+    inp = split_inputs(train, catalog, True, ())
+    return (*_evaluate(ctx.spark, inp, test, params, tuning), tuning)
 
 
 def evaluate_last_order(
     ctx: JobContext, events: DataFrame, catalog: DataFrame, as_of: dt.date, params: RecParams
 ) -> Evaluated:
-    """Next-basket protocol (Instacart): predict each user's last order from the earlier ones.
+    """Next-basket protocol (Instacart): predict each user's last order from the earlier ones;
+    tuned on predicting each user's second-to-last order from the ones before it.
 
     Already-bought items are excluded only when ``exclude_bought`` (set it false for
     next-basket data, where most of a basket is re-orders)."""
     train_events, truth = split_last_order(point_in_time(events, as_of))
+    train_events = train_events.cache()
+    val = validation_last_order(train_events, as_of, catalog, params)
+    tuning = tune(ctx.spark, val, catalog, params)
     train = interactions(
         train_events, as_of, params.event_weights, params.half_life_days, params.lookback_days
     ).cache()
-    users = train.select("user_id").distinct().withColumn("segment", F.lit(None).cast("string"))
-    inp = Inputs(
-        interactions=train,
-        users=users.cache(),
-        affinities=interaction_affinities(train, catalog),
-        catalog=catalog,
-        popularity=train.groupBy("item_id").agg(F.count(F.lit(1)).alias("count")),
-        exclude=train.select("user_id", "item_id") if params.exclude_bought else None,
-        repeat_categories=params.repeat_categories,
-    )
-    lam, validation = tune_ease_split(ctx.spark, train, catalog, params, params.exclude_bought)
-    truth = truth.join(users.select("user_id"), "user_id")  # users with an earlier order
-    return (*_evaluate(ctx.spark, inp, truth, params, lam), lam, validation)
+    inp = split_inputs(train, catalog, params.exclude_bought, params.repeat_categories)
+    truth = truth.join(inp.users.select("user_id"), "user_id")  # users with an earlier order
+    return (*_evaluate(ctx.spark, inp, truth, params, tuning), tuning)
 
 
 def _evaluate(
-    spark: SparkSession, inp: Inputs, truth: DataFrame, params: RecParams,
-    ease_lambda: float | None,
-) -> tuple[dict[str, dict[str, float]], Fitted]:  # fmt: skip
+    spark: SparkSession, inp: Inputs, truth: DataFrame, params: RecParams, tuning: Tuning
+) -> tuple[dict[str, dict[str, float]], Fitted]:
     truth = truth.cache()
     if truth.limit(1).count() == 0:
         raise InputError(
             "the evaluation holdout has no relevant interactions: use a later --as-of or a "
             "longer recommender.holdout_days"
         )
-    fitted = fit_sources(spark, inp, params, ease_lambda)
-    lists = final_lists(inp, fitted, params, max(params.k, *params.eval_ks))
+    fitted = fit_sources(spark, inp, params, tuning.ease_lambda)
+    lists = final_lists(inp, fitted, tuning.blend_params(params), max(params.k, *params.eval_ks))
     lists = {name: df.cache() for name, df in lists.items()}
     catalog_size = inp.catalog.select("item_id").distinct().count()
     metrics = evaluate_lists(
@@ -254,8 +341,22 @@ def _evaluate(
     return metrics, fitted
 
 
+def promote(
+    registry: Registry, mv: ModelVersion, metrics: dict[str, dict[str, float]], split: str,
+    params: RecParams,
+) -> tuple[bool, float | None]:  # fmt: skip
+    """Move ``current`` to ``mv`` unless the current version's hybrid
+    ``promotion.metric`` on the same protocol (``split``) is better by more than
+    ``promotion.min_delta``. Returns (promoted, the current version's value)."""
+    metric = params.promotion_metric
+    return registry.promote_if_not_worse(
+        mv, metric, metrics["hybrid"][metric], params.promotion_min_delta, key=(split, "hybrid")
+    )
+
+
 def train_body(ctx: JobContext) -> None:
     params = RecParams.from_config(ctx.cfg.section("recommender"))
+    use_cache_dir(ctx.spark, ctx.cfg.get("training.petastorm_cache"), ctx.lake.root)  # two-tower
     events = ctx.lake.read("bronze.events")
     as_of = ctx.as_of or _latest_day(events)
     catalog = catalog_frame(ctx, events).cache()
@@ -263,11 +364,12 @@ def train_body(ctx: JobContext) -> None:
     evaluate = {
         "time": evaluate_time, "random": evaluate_random, "last_order": evaluate_last_order
     }[params.protocol]  # fmt: skip
-    metrics, fitted, ease_lambda, validation = evaluate(ctx, events, catalog, as_of, params)
+    metrics, fitted, tuning = evaluate(ctx, events, catalog, as_of, params)
     release(fitted)
     split = {"time": "holdout", "random": "random_split", "last_order": "last_order"}[
         params.protocol
     ]
+    objective = str(params.blend.get("objective", "ndcg@10"))
     registry = Registry(registry_root(ctx.lake.root))
     mv = registry.new_version(MODEL)
     try:
@@ -276,9 +378,14 @@ def train_body(ctx: JobContext) -> None:
             "as_of": as_of.isoformat(),
             "cutoff": cutoff.isoformat(),
             "protocol": params.protocol,
-            "ease_lambda": ease_lambda,
+            "ease_lambda": tuning.ease_lambda,
             "ease_used": fitted.gram is not None,
-            "ease_validation_ndcg@10": validation,
+            "ease_validation_ndcg@10": tuning.ease_validation,
+            "blend_mode": params.blend_mode,
+            "blend_weights": tuning.weights,
+            "blend_normalise": tuning.normalise,
+            "blend_rrf_k": tuning.rrf_k,
+            f"blend_validation_{objective}": tuning.blend_validation,
             "recommender": ctx.cfg.section("recommender"),
             "trained_at": dt.datetime.now(dt.UTC).isoformat(),
             "events_version": ctx.lake.version("bronze.events"),
@@ -293,7 +400,16 @@ def train_body(ctx: JobContext) -> None:
         ]
         rows += [
             (MODEL, mv.version, "ease", "validation", f"ndcg@10:{key}", v, now, ctx.run.run_id)
-            for key, v in validation.items()
+            for key, v in tuning.ease_validation.items()
+        ]
+        rows += [
+            (MODEL, mv.version, "hybrid_config" if name == "config" else name, "validation",
+             objective, v, now, ctx.run.run_id)
+            for name, v in tuning.blend_validation.items()
+        ]  # fmt: skip
+        rows += [
+            (MODEL, mv.version, "hybrid", "validation", f"weight:{name}", w, now, ctx.run.run_id)
+            for name, w in tuning.weights.items()
         ]
         ctx.lake.merge(
             "gold.model_metrics",
@@ -303,11 +419,21 @@ def train_body(ctx: JobContext) -> None:
     except BaseException:
         registry.discard(mv)
         raise
-    registry.set_current(MODEL, mv.version)
+    promoted, before = promote(registry, mv, metrics, split, params)
     catalog.unpersist()
-    print(f"\nmodel {MODEL} {mv.version} ({split}, as of {as_of}, EASE lambda {ease_lambda})")
+    verdict = (
+        "promoted to current" if promoted else f"NOT promoted: {registry.current(MODEL)} stays"
+    )
+    previous = "" if before is None else f"; current's {params.promotion_metric} {before:.4f}"
+    weights = ", ".join(f"{k} {v:g}" for k, v in tuning.weights.items() if v > 0)
+    norm = tuning.normalise if tuning.normalise == "minmax" else f"rrf:{tuning.rrf_k:g}"
+    print(
+        f"\nmodel {MODEL} {mv.version} ({split}, as of {as_of}, EASE lambda "
+        f"{tuning.ease_lambda}, blend {params.blend_mode} {norm}: {weights}): {verdict}{previous}"
+    )
     print(metrics_table(metrics, TABLE_COLUMNS))
     ctx.run.rows_written = len(rows)
+    ctx.run.metrics["promoted"] = float(promoted)
     for algo, values in metrics.items():
         ctx.run.metrics[f"{split}.{algo}.ndcg@10"] = values["ndcg@10"]
         ctx.run.metrics[f"{split}.{algo}.recall@10"] = values["recall@10"]
@@ -326,9 +452,17 @@ def score_body(ctx: JobContext) -> None:
         raise InputError("score --model recommender needs --as-of YYYY-MM-DD")
     as_of = ctx.as_of
     params = RecParams.from_config(ctx.cfg.section("recommender"))
+    use_cache_dir(ctx.spark, ctx.cfg.get("training.petastorm_cache"), ctx.lake.root)  # two-tower
     registry = Registry(registry_root(ctx.lake.root))
     mv = registry.get(MODEL, ctx.args.version)
-    ease_lambda = mv.read_json("params.json").get("ease_lambda")
+    chosen = mv.read_json("params.json")
+    ease_lambda = chosen.get("ease_lambda")
+    if chosen.get("blend_weights"):  # what train chose (sources at weight 0 are not fitted)
+        params = params.with_blend(
+            {k: float(v) for k, v in chosen["blend_weights"].items()},
+            chosen.get("blend_normalise"),
+            chosen.get("blend_rrf_k"),
+        )
     events = ctx.lake.read("bronze.events")
     catalog = catalog_frame(ctx, events).cache()
     inp = time_inputs(ctx, events, catalog, as_of, params)

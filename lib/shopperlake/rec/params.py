@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from shopperlake.errors import ConfigError
 
-SOURCES = ("popularity", "itemcf", "ease", "als", "content")
+SOURCES = ("popularity", "itemcf", "ease", "als", "content", "repeat", "twotower")
 PROTOCOLS = ("time", "random", "last_order")
+BLEND_MODES = ("weights", "tuned")
+# Keys of ``recommender.blend`` that are not a source weight.
+BLEND_OPTIONS = (
+    "mode",
+    "normalise",
+    "rrf_k",
+    "objective",
+    "grid",
+    "passes",
+    "tune_users",
+    "normalise_grid",
+    "both_halves",
+)
+PROMOTION_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate")
 
 
 @dataclass(frozen=True)
@@ -34,8 +49,11 @@ class RecParams:
     ease: dict[str, Any] = field(default_factory=dict)
     als: dict[str, Any] = field(default_factory=dict)
     content: dict[str, Any] = field(default_factory=dict)
+    twotower: dict[str, Any] = field(default_factory=dict)
     blend: dict[str, Any] = field(default_factory=dict)
     similar_items_n: int = 20
+    promotion_metric: str = "ndcg@10"
+    promotion_min_delta: float = 0.0
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> RecParams:
@@ -62,8 +80,11 @@ class RecParams:
             ease=dict(section["ease"]),
             als=dict(section["als"]),
             content=dict(section["content"]),
+            twotower=dict(section.get("twotower") or {}),
             blend=dict(section["blend"]),
             similar_items_n=int(section["similar_items_n"]),
+            promotion_metric=str(section["promotion"]["metric"]),
+            promotion_min_delta=float(section["promotion"]["min_delta"]),
         )
         params.validate()
         return params
@@ -82,6 +103,22 @@ class RecParams:
              "recommender.itemcf.similarity: cosine | jaccard"),
             (self.blend.get("normalise") in ("rrf", "minmax"),
              "recommender.blend.normalise: rrf | minmax"),
+            (self.blend_mode in BLEND_MODES, "recommender.blend.mode: weights | tuned"),
+            (_metric_ok(str(self.blend.get("objective", "ndcg@10")), ("ndcg", "recall",
+             "precision", "hit_rate")),
+             "recommender.blend.objective: ndcg | recall | precision | hit_rate @<k>"),
+            (all(float(g) >= 0 for g in self.blend.get("grid", ())) and bool(self.blend_grid),
+             "recommender.blend.grid must be a non-empty list of weights >= 0"),
+            (int(self.blend.get("passes", 2)) >= 1, "recommender.blend.passes must be >= 1"),
+            (all(m in ("rrf", "minmax") for m, _ in self.normalise_grid),
+             "recommender.blend.normalise_grid entries: rrf:<k> | minmax"),
+            (int(self.blend.get("tune_users", 5000)) >= 1,
+             "recommender.blend.tune_users must be >= 1"),
+            (_metric_ok(self.promotion_metric, PROMOTION_METRICS)
+             and int(self.promotion_metric.split("@")[1]) in self.eval_ks,
+             "recommender.promotion.metric must be <precision|recall|ndcg|map|hit_rate>@<k> "
+             "with k in recommender.eval_ks"),
+            (self.promotion_min_delta >= 0, "recommender.promotion.min_delta must be >= 0"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:
@@ -92,4 +129,44 @@ class RecParams:
 
     def weights(self) -> dict[str, float]:
         """Blend weight per source (the non-weight keys of ``blend`` left out)."""
-        return {k: float(v) for k, v in self.blend.items() if k not in ("normalise", "rrf_k")}
+        return {k: float(v) for k, v in self.blend.items() if k not in BLEND_OPTIONS}
+
+    @property
+    def blend_mode(self) -> str:
+        return str(self.blend.get("mode", "weights"))
+
+    @property
+    def blend_grid(self) -> tuple[float, ...]:
+        return tuple(float(g) for g in self.blend.get("grid", (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)))
+
+    def with_blend(
+        self, weights: dict[str, float], normalise: str | None = None, rrf_k: float | None = None
+    ) -> RecParams:
+        """The same parameters with the source weights of ``blend`` replaced by ``weights``
+        (sources missing from it get 0: not fitted, not blended) and, when given, another
+        normalisation."""
+        options = {k: v for k, v in self.blend.items() if k in BLEND_OPTIONS}
+        if normalise is not None:
+            options["normalise"] = normalise
+        if rrf_k is not None:
+            options["rrf_k"] = rrf_k
+        zero = dict.fromkeys(self.weights(), 0.0)
+        return dataclasses.replace(self, blend={**options, **zero, **weights})
+
+    @property
+    def normalise_grid(self) -> tuple[tuple[str, float], ...]:
+        """The normalisations the tuner tries: the configured one, then the entries of
+        ``blend.normalise_grid`` (``rrf:<k>`` or ``minmax``)."""
+        own = (str(self.blend["normalise"]), float(self.blend.get("rrf_k", 10.0)))
+        out = [own]
+        for entry in self.blend.get("normalise_grid") or []:
+            method, _, k = str(entry).partition(":")
+            pair = (method, float(k) if k else own[1])
+            if pair not in out:
+                out.append(pair)
+        return tuple(out)
+
+
+def _metric_ok(metric: str, names: tuple[str, ...]) -> bool:
+    name, _, k = metric.partition("@")
+    return name in names and k.isdigit() and int(k) >= 1

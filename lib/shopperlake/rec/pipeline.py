@@ -15,6 +15,8 @@ from shopperlake.rec.hybrid import blend, finalise
 from shopperlake.rec.itemcf import item_similarity, recommend_itemcf
 from shopperlake.rec.params import RecParams
 from shopperlake.rec.popularity import recommend_popular, segment_popularity
+from shopperlake.rec.repeat import recommend_repeat
+from shopperlake.rec.twotower import fit_twotower, recommend_twotower
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,12 @@ def fit_sources(
     params: RecParams,
     ease_lambda: float | None,
     gram: Gram | None = None,
+    cache_dir: str | None = None,
 ) -> Fitted:
-    """Candidate lists of every source with a positive blend weight (plus popularity, always)."""
+    """Candidate lists of every source with a positive blend weight (plus popularity, always).
+
+    ``cache_dir``: Petastorm cache for the two-tower's training data (``training.petastorm_cache``
+    or ``<lake>/_petastorm_cache``); None: the session's, else a local temp folder."""
     n = params.candidates
     weights = params.weights()
     inter = inp.interactions.cache()
@@ -87,6 +93,11 @@ def fit_sources(
         out.candidates["content"] = recommend_content(
             inp.affinities, feats, n, float(params.content["price_weight"])
         ).cache()
+    if weights.get("repeat", 0.0) > 0:
+        out.candidates["repeat"] = recommend_repeat(inter, n).cache()
+    if weights.get("twotower", 0.0) > 0:
+        towers = fit_twotower(spark, inter, inp.catalog, inp.affinities, params.twotower, cache_dir)
+        out.candidates["twotower"] = recommend_twotower(spark, towers, inp.users, n).cache()
     return out
 
 
@@ -94,7 +105,8 @@ def final_lists(
     inp: Inputs, fitted: Fitted, params: RecParams, k: int, sources: bool = True
 ) -> dict[str, DataFrame]:
     """The hybrid and (when ``sources``) every source alone, each through the same rules and
-    popularity fill, top-``k``."""
+    popularity fill, top-``k``. The blend is ``params.blend`` (the tuned one when train tuned
+    it: :meth:`RecParams.with_blend`)."""
     assert fitted.fallback is not None
     lists: dict[str, DataFrame] = {}
     for name, cands in fitted.candidates.items() if sources else ():
