@@ -187,7 +187,10 @@ def summary(lake: Lake) -> str:
             cols = ["precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10"]
             table = {
                 (r["algorithm"], r["metric"]): r["value"]
-                for r in m.where(F.col("version") == latest).collect()
+                # holdout only: split 'validation' holds the blend tuner's own figures
+                for r in m.where(
+                    (F.col("version") == latest) & (F.col("split") == "holdout")
+                ).collect()
             }
             algos = sorted({a for a, _ in table})
             out += ["", f"recommender {latest}, offline evaluation (time holdout):"]
