@@ -41,6 +41,7 @@ class Fitted:
     fallback: DataFrame | None = None  # per-user popularity list
     gram: Gram | None = None
     ease_lambda: float | None = None
+    cached: list[DataFrame] = field(default_factory=list)  # other frames to unpersist
 
 
 def fit_sources(
@@ -98,6 +99,7 @@ def fit_sources(
     if weights.get("twotower", 0.0) > 0:
         towers = fit_twotower(spark, inter, inp.catalog, inp.affinities, params.twotower, cache_dir)
         out.candidates["twotower"] = recommend_twotower(spark, towers, inp.users, n).cache()
+        out.cached.append(towers.profiles)  # the user features the candidates are built from
     return out
 
 
@@ -143,3 +145,5 @@ def release(fitted: Fitted) -> None:
         df.unpersist()
     if fitted.similar is not None:
         fitted.similar.unpersist()
+    for df in fitted.cached:
+        df.unpersist()
