@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -117,3 +118,24 @@ def top_sparse(
         keep = data >= t[rows]
         rows, cols, data = rows[keep], cols[keep], data[keep]
     return top_entries(rows, cols, data, n)
+
+
+EMIT_ROWS = 1_000_000  # Gram entries per yielded pandas frame
+
+
+def upper_gram(mats: Sequence[Any]) -> Iterator[pd.DataFrame]:
+    """(i, j, c) frames of the upper triangle of ``XᵀX`` for the stacked sparse 0/1 user rows
+    ``mats`` (one partition's co-occurrence counts), ``EMIT_ROWS`` entries at a time."""
+    if not mats:
+        return
+    x = sp.vstack(mats, format="csr")
+    g = sp.triu(x.T.tocsr() @ x).tocoo()
+    for lo in range(0, g.nnz, EMIT_ROWS):
+        hi = lo + EMIT_ROWS
+        yield pd.DataFrame(
+            {
+                "i": g.row[lo:hi].astype(np.int32),
+                "j": g.col[lo:hi].astype(np.int32),
+                "c": g.data[lo:hi].astype(np.int64),
+            }
+        )

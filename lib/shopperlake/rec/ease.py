@@ -32,7 +32,7 @@ from pyspark.sql.types import (
 )
 from scipy.linalg import blas, lapack
 
-from shopperlake.rec.common import csr_rows, sorted_ids, top_dense
+from shopperlake.rec.common import csr_rows, sorted_ids, top_dense, upper_gram
 
 log = logging.getLogger(__name__)
 SCORED = StructType(
@@ -49,7 +49,6 @@ ENTRIES = StructType(
         StructField("c", LongType(), False),
     ]
 )
-_EMIT_ROWS = 1_000_000  # Gram entries per yielded pandas frame
 
 
 @dataclass(frozen=True)
@@ -127,19 +126,7 @@ def _gram_partial(ids: Broadcast[np.ndarray]) -> Callable[[Any], Any]:
             indptr, cols, _ = csr_rows(pdf["items"], index)
             data = np.ones(len(cols), dtype=np.int64)
             mats.append(sp.csr_matrix((data, cols, indptr), shape=(len(pdf), len(index))))
-        if not mats:
-            return
-        x = sp.vstack(mats, format="csr")
-        g = sp.triu(x.T.tocsr() @ x).tocoo()
-        for lo in range(0, g.nnz, _EMIT_ROWS):
-            hi = lo + _EMIT_ROWS
-            yield pd.DataFrame(
-                {
-                    "i": g.row[lo:hi].astype(np.int32),
-                    "j": g.col[lo:hi].astype(np.int32),
-                    "c": g.data[lo:hi].astype(np.int64),
-                }
-            )
+        yield from upper_gram(mats)
 
     return run
 

@@ -28,11 +28,10 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from shopperlake.rec.common import csr_rows, sorted_ids, top_n, top_sparse
+from shopperlake.rec.common import csr_rows, sorted_ids, top_n, top_sparse, upper_gram
 
 MAX_BROADCAST_PAIRS = 20_000_000  # neighbour rows scored in-task (~240 MB of CSR arrays)
 _ROWS_PER_CHUNK = 1024  # users per sparse product in the scorer
-_EMIT_ROWS = 1_000_000
 ENTRIES = StructType(
     [
         StructField("i", IntegerType(), False),
@@ -124,19 +123,7 @@ def _cooccurrence(ids: Broadcast[np.ndarray], cap: int) -> Callable[[Any], Any]:
             x.sum_duplicates()
             x.data[:] = 1
             mats.append(x)
-        if not mats:
-            return
-        x = sp.vstack(mats, format="csr")
-        g = sp.triu(x.T.tocsr() @ x).tocoo()
-        for lo in range(0, g.nnz, _EMIT_ROWS):
-            hi = lo + _EMIT_ROWS
-            yield pd.DataFrame(
-                {
-                    "i": g.row[lo:hi].astype(np.int32),
-                    "j": g.col[lo:hi].astype(np.int32),
-                    "c": g.data[lo:hi].astype(np.int64),
-                }
-            )
+        yield from upper_gram(mats)
 
     return run
 
