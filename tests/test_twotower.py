@@ -41,6 +41,9 @@ class Planted:
     users: DataFrame
     train: dict[str, set[str]]  # user → training items
     held_out: dict[str, str]  # user → held-out item
+    interactions: DataFrame
+    catalog: DataFrame
+    affinities: DataFrame
 
 
 def group(name: str) -> str:
@@ -74,7 +77,7 @@ def planted(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Pl
     cache = (Path(tmp_path_factory.mktemp("petastorm")) / "cache").as_uri()
     model = fit_twotower(spark, interactions, catalog, affinities, PARAMS, cache)
     users = spark.createDataFrame([(u,) for u in [*train, "cold"]], "user_id STRING")
-    return Planted(model, users, train, held_out)
+    return Planted(model, users, train, held_out, interactions, catalog, affinities)
 
 
 def test_training_learns_the_planted_groups(spark: SparkSession, planted: Planted) -> None:
@@ -136,3 +139,49 @@ def test_blockwise_retrieval_equals_brute_force(spark: SparkSession, planted: Pl
         mine = got[got["user_id"] == user].sort_values("score", ascending=False)
         assert list(mine["item_id"]) == [model.item_ids[j] for j in order[row]], user
         np.testing.assert_allclose(mine["score"], scores[row, order[row]], rtol=1e-4, atol=1e-5)
+
+
+def test_pipeline_fits_two_tower_when_blended(
+    spark: SparkSession, planted: Planted, tmp_path: Path
+) -> None:
+    """Through ``fit_sources`` / ``final_lists`` as train and score use it: with a positive
+    blend weight the two-tower is trained (Horovod, Petastorm cache from the argument), every
+    user gets its candidates, and the hybrid lists are made of them; ``release`` frees its
+    cached user features."""
+    from pyspark.sql import functions as F
+
+    from shopperlake.config import load_config
+    from shopperlake.rec.params import RecParams
+    from shopperlake.rec.pipeline import Inputs, final_lists, fit_sources, release
+
+    base = RecParams.from_config(load_config("local").section("recommender"))
+    params = dataclasses.replace(
+        base.with_blend({"twotower": 1.0}), twotower={**PARAMS, "epochs": 3}
+    )
+    users = planted.users.where("user_id <> 'cold'").withColumn("segment", F.lit(None))
+    inp = Inputs(
+        interactions=planted.interactions,
+        users=users,
+        affinities=planted.affinities,
+        catalog=planted.catalog.fillna({"category": "unknown"}),
+        popularity=planted.interactions.groupBy("item_id").count(),
+        exclude=planted.interactions.select("user_id", "item_id"),
+    )
+    cache = (tmp_path / "cache").as_uri()
+    fitted = fit_sources(spark, inp, params, None, cache_dir=cache)
+    assert set(fitted.candidates) == {"popularity", "twotower"}
+    per_user = {
+        r.user_id: r.n
+        for r in fitted.candidates["twotower"].groupBy("user_id").count().toDF("user_id", "n")
+        .collect()
+    }  # fmt: skip
+    # Every user is scored against all 40 items: n = min(candidates, items).
+    assert per_user == dict.fromkeys(planted.train, min(params.candidates, 2 * GROUP_ITEMS))
+    hybrid = final_lists(inp, fitted, params, 3, sources=False)["hybrid"].collect()
+    assert {r.user_id for r in hybrid} == set(planted.train)
+    assert {r.source for r in hybrid} == {"twotower"}
+    # Already-bought items are excluded by the rules.
+    assert all(r.item_id not in planted.train[r.user_id] for r in hybrid)
+    assert fitted.cached and fitted.cached[0].is_cached
+    release(fitted)
+    assert not fitted.cached[0].is_cached
