@@ -55,7 +55,7 @@ def fit_sources(
     """Candidate lists of every source with a positive blend weight (plus popularity, always).
 
     ``cache_dir``: Petastorm cache for the two-tower's training data (``training.petastorm_cache``
-    or ``<lake>/_petastorm_cache``); None: the session's, else a local temp folder."""
+    or ``<lake>/_petastorm_cache``); None: the session's (an error when unset)."""
     n = params.candidates
     weights = params.weights()
     inter = inp.interactions.cache()

@@ -27,11 +27,9 @@ import dataclasses
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -389,8 +387,8 @@ def training_model(
 
 # -- fit -----------------------------------------------------------------------------------------
 def resolve_cache_dir(spark: SparkSession, cache_dir: str | None) -> str:
-    """``cache_dir``, else the Petastorm cache already set on the session, else a local temp
-    folder (fine in local mode only: on a cluster pass ``training.petastorm_cache``)."""
+    """``cache_dir``, else the Petastorm cache already set on the session (the recommender jobs
+    set it from ``training.petastorm_cache`` or ``<lake>/_petastorm_cache``)."""
     from petastorm.spark import SparkDatasetConverter
 
     if cache_dir:
@@ -398,9 +396,10 @@ def resolve_cache_dir(spark: SparkSession, cache_dir: str | None) -> str:
     current = spark.conf.get(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, None)
     if current:
         return str(current)
-    path = Path(tempfile.gettempdir()) / "shopperlake_petastorm_cache"
-    log.warning("two-tower: no Petastorm cache dir given, using %s (local mode only)", path)
-    return path.as_uri()
+    raise ConfigError(
+        "two-tower: no Petastorm cache dir: pass cache_dir or set "
+        f"{SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF} (training.petastorm_cache)"
+    )
 
 
 def prepare_twotower(
