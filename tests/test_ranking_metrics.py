@@ -7,7 +7,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from shopperlake.errors import SchemaError
-from shopperlake.ranking_metrics import coverage, novelty, ranking_metrics
+from shopperlake.ranking_metrics import (
+    coverage,
+    novelty,
+    per_user_ranking_metrics,
+    ranking_metrics,
+)
 
 RECS = StructType(
     [
@@ -85,6 +90,21 @@ def test_ranking_metrics_by_hand(recs: DataFrame, truth: DataFrame) -> None:
     assert got == pytest.approx(expected)
 
 
+def test_per_user_values_by_hand(spark: SparkSession, recs: DataFrame, truth: DataFrame) -> None:
+    # The per-user values of the table above at k=3 (what bootstrap intervals resample):
+    # one row per truth user A, B, C; D (no relevant items) is not there.
+    got = per_user_ranking_metrics(recs, truth, ks=(3,)).select(
+        "user_id", "`recall@3`", "`ndcg@3`", "`hit_rate@3`"
+    )
+    rows = sorted((r[0], r[1], r[2], r[3]) for r in got.collect())
+    assert [r[0] for r in rows] == ["A", "B", "C"]
+    assert [r[1:] for r in rows] == [
+        pytest.approx((1.0, 0.9197207891481876, 1.0)),
+        pytest.approx((1.0, 0.6309297535714575, 1.0)),
+        (0.0, 0.0, 0.0),
+    ]
+
+
 def test_ranking_metrics_ideal_list_scores_one(spark: SparkSession) -> None:
     # E: relevant {a, b, c}, recs [a, b]: at k=2 every relevant slot is filled
     # (IDCG over min(3, 2) = 2 positions, AP divides by 2) -> NDCG 1, AP (1 + 1)/2 = 1,
@@ -134,3 +154,28 @@ def test_invalid_arguments(spark: SparkSession, recs: DataFrame, truth: DataFram
         coverage(recs, catalog_size=0, k=2)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         coverage(recs, catalog_size=10, k=0)
+
+
+def test_list_comparison_pairs_lists_on_the_same_users(
+    spark: SparkSession, recs: DataFrame, truth: DataFrame
+) -> None:
+    from shopperlake.model_metrics import BootstrapSettings
+    from shopperlake.rec.evaluate import list_comparison
+
+    # "blank" recommends only to D (no relevant items): A, B, C all score 0 on it.
+    blank = spark.createDataFrame([("D", "x", 1)], RECS)
+    result = list_comparison(
+        {"hybrid": recs, "blank": blank, "same": recs},
+        truth,
+        ["ndcg@3"],
+        BootstrapSettings(resamples=200, seed=3),
+    )
+    hybrid = result.intervals["hybrid"]["ndcg@3"]
+    assert hybrid.estimate == pytest.approx(0.5168835142398817)  # the hand table's ndcg@3
+    # resampling 3 users: means of 3 draws from {0.9197, 0.6309, 0}
+    assert 0.0 <= hybrid.low <= hybrid.estimate <= hybrid.high <= 0.9197207891481876
+    assert result.intervals["blank"]["ndcg@3"].high == 0.0
+    same = result.differences["same"]["ndcg@3"]
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)
+    assert result.differences["blank"]["ndcg@3"].estimate == pytest.approx(0.5168835142398817)
+    assert result.verdicts()["same"] == {"ndcg@3": "on par"}

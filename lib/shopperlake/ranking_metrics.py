@@ -62,12 +62,13 @@ def _idcg(n_relevant: Column, k: int) -> Column:
     return F.element_at(table, F.least(n_relevant, F.lit(k)).cast("int"))
 
 
-def ranking_metrics(
+def per_user_ranking_metrics(
     recs: DataFrame, truth: DataFrame, ks: Sequence[int] = (5, 10, 20)
-) -> dict[str, float]:
-    """precision/recall/ndcg/map/hit_rate ``@k`` for each k, averaged over truth users.
+) -> DataFrame:
+    """One row per truth user: ``user_id`` and precision/recall/ndcg/map/hit_rate ``@k``.
 
-    Keys are ``"<metric>@<k>"``, e.g. ``"ndcg@10"``. Definitions are in the module docstring.
+    The per-user values behind :func:`ranking_metrics` (their mean), kept for bootstrap
+    intervals over users. Definitions are in the module docstring.
     """
     _require(recs, "recs", ("user_id", "item_id", "rank"))
     _require(truth, "truth", ("user_id", "item_id"))
@@ -98,7 +99,7 @@ def ranking_metrics(
 
     users = n_relevant.join(per_user_hits, "user_id", "left")
     n_rel = F.col("n_rel")
-    per_user: list[Column] = []
+    per_user: list[Column] = [F.col("user_id")]
     for k in k_list:
         n_hits = F.coalesce(F.col(f"hits_{k}"), F.lit(0))
         dcg = F.coalesce(F.col(f"dcg_{k}"), F.lit(0.0))
@@ -110,9 +111,20 @@ def ranking_metrics(
             (ap_sum / F.least(n_rel, F.lit(k))).alias(f"map@{k}"),
             F.when(n_hits > 0, 1.0).otherwise(0.0).alias(f"hit_rate@{k}"),
         ]
+    return users.select(*per_user)
+
+
+def ranking_metrics(
+    recs: DataFrame, truth: DataFrame, ks: Sequence[int] = (5, 10, 20)
+) -> dict[str, float]:
+    """precision/recall/ndcg/map/hit_rate ``@k`` for each k, averaged over truth users.
+
+    Keys are ``"<metric>@<k>"``, e.g. ``"ndcg@10"``. Definitions are in the module docstring.
+    """
+    k_list = _check_ks(ks)
     names = [f"{m}@{k}" for k in k_list for m in METRICS]
     row = (
-        users.select(*per_user)
+        per_user_ranking_metrics(recs, truth, k_list)
         .agg(F.count(F.lit(1)).alias("_users"), *[F.avg(F.col(f"`{n}`")).alias(n) for n in names])
         .first()
     )

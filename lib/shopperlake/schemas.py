@@ -286,6 +286,9 @@ MODEL_METRICS = StructType(
         StructField("split", StringType(), False),
         StructField("metric", StringType(), False),
         StructField("value", DoubleType(), True),
+        StructField("ci_low", DoubleType(), True),
+        StructField("ci_high", DoubleType(), True),
+        StructField("reference", StringType(), True),
         StructField("trained_at", TimestampType(), False),
         StructField("run_id", StringType(), False),
     ]

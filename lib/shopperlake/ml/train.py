@@ -37,7 +37,7 @@ from shopperlake.ml.importance import permutation_importance
 from shopperlake.ml.petastorm_io import cache_dir_url
 from shopperlake.ml.registry import Registry, registry_root
 from shopperlake.ml.spec import ModelSpec, model_spec
-from shopperlake.schemas import MODEL_METRICS
+from shopperlake.model_metrics import metric_row, write_metrics
 
 log = logging.getLogger(__name__)
 SPLITS = ("validation", "test")
@@ -90,13 +90,13 @@ def metric_rows(
 ) -> list[tuple[Any, ...]]:
     now = dt.datetime.now(dt.UTC)
     rows = [
-        (spec.name, version, algo, split, metric, float(value), now, run_id)
+        metric_row(spec.name, version, algo, split, metric, value, run_id, now)
         for split, by_algo in metrics.items()
         for algo, values in by_algo.items()
         for metric, value in values.items()
     ]
     rows += [
-        (spec.name, version, "dnn", "test", f"importance:{name}", float(v), now, run_id)
+        metric_row(spec.name, version, "dnn", "test", f"importance:{name}", v, run_id, now)
         for name, v in importance.items()
     ]
     return rows
@@ -193,11 +193,7 @@ def body(ctx: JobContext) -> None:
         mv, spec.promotion_metric, test_value, spec.promotion_min_delta
     )
     rows = metric_rows(spec, mv.version, ctx.run.run_id, metrics, importance)
-    lake.merge(
-        "gold.model_metrics",
-        spark.createDataFrame(rows, MODEL_METRICS),
-        ["model", "version", "algorithm", "split", "metric"],
-    )
+    write_metrics(lake, rows)
     data.unpersist()
     table = evaluation_table(metrics)
     verdict = "promoted to current" if promoted else "NOT promoted"

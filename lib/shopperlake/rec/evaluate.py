@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from shopperlake.ranking_metrics import coverage, novelty, ranking_metrics
+from shopperlake.bootstrap import mean_stat
+from shopperlake.model_metrics import BootstrapSettings, Comparison, compare
+from shopperlake.ranking_metrics import (
+    coverage,
+    novelty,
+    per_user_ranking_metrics,
+    ranking_metrics,
+)
 
 
 def random_split(
@@ -85,3 +94,35 @@ def metrics_table(metrics: Mapping[str, Mapping[str, float]], columns: Sequence[
             f"{name:<12}" + "".join(f"{values.get(c, float('nan')):>13.4f}" for c in columns)
         )
     return "\n".join(lines)
+
+
+def list_comparison(
+    lists: Mapping[str, DataFrame],
+    truth: DataFrame,
+    metrics: Sequence[str],
+    settings: BootstrapSettings,
+    model: str = "hybrid",
+    split: str = "holdout",
+) -> Comparison:
+    """Bootstrap intervals over truth users of each list's ``metrics`` (``"ndcg@10"``, ...),
+    and paired differences ``model - list`` on the same resampled users.
+
+    Only the per-user values reach the driver (one float per truth user, list and metric).
+    """
+    ks = sorted({int(m.split("@")[1]) for m in metrics})
+    frames: dict[str, pd.DataFrame] = {}
+    for name, recs in lists.items():
+        per_user = per_user_ranking_metrics(recs, truth, ks)
+        values: pd.DataFrame = per_user.select(
+            "user_id", *[F.col(f"`{m}`") for m in metrics]
+        ).toPandas()
+        frames[name] = values.sort_values("user_id", kind="stable").reset_index(drop=True)
+    users = next(iter(frames.values()))["user_id"]
+    for name, frame in frames.items():
+        if not frame["user_id"].equals(users):
+            raise ValueError(f"list_comparison: list '{name}' was evaluated on other users")
+    stats = {
+        name: {m: mean_stat(frame[m].to_numpy(dtype=np.float64)) for m in metrics}
+        for name, frame in frames.items()
+    }
+    return compare(stats, len(users), model, split, settings)

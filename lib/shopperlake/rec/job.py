@@ -25,6 +25,7 @@ from shopperlake.cli import JobContext, job_main
 from shopperlake.errors import InputError
 from shopperlake.ml.petastorm_io import use_cache_dir
 from shopperlake.ml.registry import ModelVersion, Registry, registry_root
+from shopperlake.model_metrics import metric_row, write_metrics
 from shopperlake.profile_snapshots import ensure_profiles
 from shopperlake.profiles import point_in_time
 from shopperlake.ranking_metrics import ranking_metrics
@@ -43,7 +44,6 @@ from shopperlake.rec.params import RecParams
 from shopperlake.rec.pipeline import Fitted, Inputs, final_lists, fit_sources, release
 from shopperlake.rec.popularity import item_popularity, recommend_popular, segment_popularity
 from shopperlake.rec.ranker import tune_weights, validation_frame
-from shopperlake.schemas import MODEL_METRICS
 
 log = logging.getLogger(__name__)
 MODEL = "recommender"
@@ -392,30 +392,26 @@ def train_body(ctx: JobContext) -> None:
         }
         (mv.path / "params.json").write_text(json.dumps(info, indent=2, default=str))
         (mv.path / "metrics.json").write_text(json.dumps({split: metrics}, indent=2))
-        now = dt.datetime.now(dt.UTC)
+        now, run_id = dt.datetime.now(dt.UTC), ctx.run.run_id
         rows = [
-            (MODEL, mv.version, algo, split, metric, float(value), now, ctx.run.run_id)
+            metric_row(MODEL, mv.version, algo, split, metric, value, run_id, now)
             for algo, values in metrics.items()
             for metric, value in values.items()
         ]
         rows += [
-            (MODEL, mv.version, "ease", "validation", f"ndcg@10:{key}", v, now, ctx.run.run_id)
+            metric_row(MODEL, mv.version, "ease", "validation", f"ndcg@10:{key}", v, run_id, now)
             for key, v in tuning.ease_validation.items()
         ]
         rows += [
-            (MODEL, mv.version, "hybrid_config" if name == "config" else name, "validation",
-             objective, v, now, ctx.run.run_id)
+            metric_row(MODEL, mv.version, "hybrid_config" if name == "config" else name,
+                       "validation", objective, v, run_id, now)
             for name, v in tuning.blend_validation.items()
         ]  # fmt: skip
         rows += [
-            (MODEL, mv.version, "hybrid", "validation", f"weight:{name}", w, now, ctx.run.run_id)
+            metric_row(MODEL, mv.version, "hybrid", "validation", f"weight:{name}", w, run_id, now)
             for name, w in tuning.weights.items()
         ]
-        ctx.lake.merge(
-            "gold.model_metrics",
-            ctx.spark.createDataFrame(rows, MODEL_METRICS),
-            ["model", "version", "algorithm", "split", "metric"],
-        )
+        write_metrics(ctx.lake, rows)
     except BaseException:
         registry.discard(mv)
         raise
