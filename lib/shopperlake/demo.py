@@ -181,7 +181,9 @@ def summary(lake: Lake) -> str:
             )
         )
     if lake.exists("gold.model_metrics"):
-        m = lake.read("gold.model_metrics").where(F.col("model") == "recommender")
+        m = lake.read("gold.model_metrics").where(
+            (F.col("model") == "recommender") & F.col("reference").isNull()
+        )
         latest = first_value(m.agg(F.max("version")))
         if latest is not None:
             cols = ["precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10"]

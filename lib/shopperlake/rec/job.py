@@ -25,7 +25,14 @@ from shopperlake.cli import JobContext, job_main
 from shopperlake.errors import InputError
 from shopperlake.ml.petastorm_io import use_cache_dir
 from shopperlake.ml.registry import ModelVersion, Registry, registry_root
-from shopperlake.model_metrics import metric_row, write_metrics
+from shopperlake.model_metrics import (
+    BootstrapSettings,
+    Comparison,
+    comparison_rows,
+    comparison_table,
+    metric_row,
+    write_metrics,
+)
 from shopperlake.profile_snapshots import ensure_profiles
 from shopperlake.profiles import point_in_time
 from shopperlake.ranking_metrics import ranking_metrics
@@ -33,6 +40,7 @@ from shopperlake.rec.content import interaction_affinities, profile_affinities
 from shopperlake.rec.ease import Gram, ease_weights, gram_matrix, score_ease
 from shopperlake.rec.evaluate import (
     evaluate_lists,
+    list_comparison,
     metrics_table,
     novelty_counts,
     random_split,
@@ -133,7 +141,8 @@ class Tuning:
         return params.with_blend(self.weights, self.normalise, self.rrf_k)
 
 
-Evaluated = tuple[dict[str, dict[str, float]], Fitted, Tuning]
+Evaluated = tuple[dict[str, dict[str, float]], Comparison, Fitted, Tuning]
+PROTOCOL_SPLITS = {"time": "holdout", "random": "random_split", "last_order": "last_order"}
 
 
 def split_inputs(
@@ -281,7 +290,7 @@ def evaluate_time(
     truth = truth_window(events, cutoff, as_of, params.truth_event_types).join(
         inp.users.select("user_id"), "user_id"
     )
-    return (*_evaluate(ctx.spark, inp, truth, params, tuning), tuning)
+    return (*_evaluate(ctx, inp, truth, params, tuning), tuning)
 
 
 def evaluate_random(
@@ -296,7 +305,7 @@ def evaluate_random(
     train = train.cache()
     tuning = tune(ctx.spark, validation_split(train, catalog, params, True), catalog, params)
     inp = split_inputs(train, catalog, True, ())
-    return (*_evaluate(ctx.spark, inp, test, params, tuning), tuning)
+    return (*_evaluate(ctx, inp, test, params, tuning), tuning)
 
 
 def evaluate_last_order(
@@ -316,12 +325,15 @@ def evaluate_last_order(
     ).cache()
     inp = split_inputs(train, catalog, params.exclude_bought, params.repeat_categories)
     truth = truth.join(inp.users.select("user_id"), "user_id")  # users with an earlier order
-    return (*_evaluate(ctx.spark, inp, truth, params, tuning), tuning)
+    return (*_evaluate(ctx, inp, truth, params, tuning), tuning)
 
 
 def _evaluate(
-    spark: SparkSession, inp: Inputs, truth: DataFrame, params: RecParams, tuning: Tuning
-) -> tuple[dict[str, dict[str, float]], Fitted]:
+    ctx: JobContext, inp: Inputs, truth: DataFrame, params: RecParams, tuning: Tuning
+) -> tuple[dict[str, dict[str, float]], Comparison, Fitted]:
+    """Every list's metrics on ``truth``, and bootstrap intervals over its users of the
+    ``evaluation.ranking_metrics`` with paired differences hybrid - each source."""
+    spark = ctx.spark
     truth = truth.cache()
     if truth.limit(1).count() == 0:
         raise InputError(
@@ -335,10 +347,18 @@ def _evaluate(
     metrics = evaluate_lists(
         lists, truth, params.eval_ks, catalog_size, novelty_counts(inp.interactions, inp.catalog)
     )
+    comparison = list_comparison(
+        lists,
+        truth,
+        [str(m) for m in ctx.cfg.get("evaluation.ranking_metrics")],
+        BootstrapSettings.from_config(ctx.cfg),
+        model="hybrid",
+        split=PROTOCOL_SPLITS[params.protocol],
+    )
     for df in lists.values():
         df.unpersist()
     truth.unpersist()
-    return metrics, fitted
+    return metrics, comparison, fitted
 
 
 def promote(
@@ -364,11 +384,9 @@ def train_body(ctx: JobContext) -> None:
     evaluate = {
         "time": evaluate_time, "random": evaluate_random, "last_order": evaluate_last_order
     }[params.protocol]  # fmt: skip
-    metrics, fitted, tuning = evaluate(ctx, events, catalog, as_of, params)
+    metrics, comparison, fitted, tuning = evaluate(ctx, events, catalog, as_of, params)
     release(fitted)
-    split = {"time": "holdout", "random": "random_split", "last_order": "last_order"}[
-        params.protocol
-    ]
+    split = PROTOCOL_SPLITS[params.protocol]
     objective = str(params.blend.get("objective", "ndcg@10"))
     registry = Registry(registry_root(ctx.lake.root))
     mv = registry.new_version(MODEL)
@@ -393,10 +411,13 @@ def train_body(ctx: JobContext) -> None:
         (mv.path / "params.json").write_text(json.dumps(info, indent=2, default=str))
         (mv.path / "metrics.json").write_text(json.dumps({split: metrics}, indent=2))
         now, run_id = dt.datetime.now(dt.UTC), ctx.run.run_id
-        rows = [
+        with_ci = {(a, m) for a, by_metric in comparison.intervals.items() for m in by_metric}
+        rows = comparison_rows(MODEL, mv.version, comparison, run_id, now)
+        rows += [
             metric_row(MODEL, mv.version, algo, split, metric, value, run_id, now)
             for algo, values in metrics.items()
             for metric, value in values.items()
+            if (algo, metric) not in with_ci
         ]
         rows += [
             metric_row(MODEL, mv.version, "ease", "validation", f"ndcg@10:{key}", v, run_id, now)
@@ -428,6 +449,7 @@ def train_body(ctx: JobContext) -> None:
         f"{tuning.ease_lambda}, blend {params.blend_mode} {norm}: {weights}): {verdict}{previous}"
     )
     print(metrics_table(metrics, TABLE_COLUMNS))
+    print(comparison_table(comparison, list(next(iter(comparison.intervals.values())))))
     ctx.run.rows_written = len(rows)
     ctx.run.metrics["promoted"] = float(promoted)
     for algo, values in metrics.items():
