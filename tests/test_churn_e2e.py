@@ -28,7 +28,9 @@ from tests.conftest import job_args
 
 pytestmark = pytest.mark.training
 AS_OF = "2024-04-29"
-CUTOFFS = "2024-02-28,2024-03-14,2024-03-29"
+# Test cutoff 2024-03-29 (= as-of - horizon 30); training cutoffs on or before 2024-02-28, so
+# their 30-day labels end before the test period starts.
+CUTOFFS = "2024-02-13,2024-02-28,2024-03-29"
 MODEL = [
     "--set", "models.churn.horizon_days=30",
     "--set", "models.churn.lookback_days=45",
@@ -85,8 +87,8 @@ def test_training_set_is_point_in_time_and_split_out_of_time(trained: Trained) -
     got = {(r.cutoff, r.split) for r in rows.select("cutoff", "split").distinct().collect()}
     d = dt.date
     assert got == {
+        (d(2024, 2, 13), "train"), (d(2024, 2, 13), "validation"),
         (d(2024, 2, 28), "train"), (d(2024, 2, 28), "validation"),
-        (d(2024, 3, 14), "train"), (d(2024, 3, 14), "validation"),
         (d(2024, 3, 29), "test"),
     }  # fmt: skip
     # Profiles were built on demand for every cutoff, and only for those dates so far + as-of.
@@ -94,12 +96,12 @@ def test_training_set_is_point_in_time_and_split_out_of_time(trained: Trained) -
         r[0]
         for r in trained.lake.read("gold.user_profiles").select("as_of_date").distinct().collect()
     }
-    assert snaps == {d(2024, 2, 28), d(2024, 3, 14), d(2024, 3, 29), d(2024, 4, 29)}
+    assert snaps == {d(2024, 2, 13), d(2024, 2, 28), d(2024, 3, 29), d(2024, 4, 29)}
     # Features of a cutoff row equal that cutoff's profile snapshot, never a later one.
-    prof = trained.lake.read("gold.user_profiles").where("as_of_date = DATE'2024-03-14'")
-    joined = rows.where("cutoff = DATE'2024-03-14'").join(prof, "user_id")
+    prof = trained.lake.read("gold.user_profiles").where("as_of_date = DATE'2024-02-28'")
+    joined = rows.where("cutoff = DATE'2024-02-28'").join(prof, "user_id")
     assert joined.where(F.col("numeric")["frequency"] != F.col("frequency")).count() == 0
-    assert joined.count() == rows.where("cutoff = DATE'2024-03-14'").count()
+    assert joined.count() == rows.where("cutoff = DATE'2024-02-28'").count()
 
 
 def test_horovod_dnn_beats_constant_and_is_registered(trained: Trained) -> None:

@@ -9,6 +9,7 @@ from shopperlake.config import Config
 from shopperlake.errors import ConfigError, InputError
 
 KINDS = ("churn", "propensity")
+DESIGNS = ("rolling", "holdout")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class ModelSpec:
     gbt_max_iter: int = 60
     importance_rows: int = 20_000
     dnn: DnnParams = field(default_factory=DnnParams)
+    design: str = "rolling"  # rolling | holdout (see ml/training_set.py)
+    test_share: float = 0.2  # holdout design: users in the test split
+    split_seed: int = 7  # holdout design: seed of the user hash
 
     @property
     def label_name(self) -> str:
@@ -94,6 +98,18 @@ def model_spec(cfg: Config, name: str) -> ModelSpec:
         raise ConfigError(f"models.{name}.threshold.strategy must be max_f1 or budget")
     promotion = block.get("promotion") or {}
     bands = {str(k): float(v) for k, v in (block.get("risk_bands") or {}).items()}
+    design = str(block.get("design", "rolling"))
+    if design not in DESIGNS:
+        raise ConfigError(f"models.{name}.design must be one of {', '.join(DESIGNS)}")
+    validation_share = float(block.get("validation_share", 0.2))
+    test_share = float(block.get("test_share", 0.2))
+    if not 0.0 < validation_share < 1.0:
+        raise ConfigError(f"models.{name}.validation_share must be in (0, 1)")
+    if not (test_share > 0.0 and validation_share + test_share < 1.0):
+        raise ConfigError(
+            f"models.{name}: test_share {test_share} and validation_share {validation_share} "
+            "must be positive and leave users for training (sum below 1)"
+        )
     return ModelSpec(
         name=name,
         kind=kind,
@@ -104,7 +120,7 @@ def model_spec(cfg: Config, name: str) -> ModelSpec:
         exclude_features=tuple(block.get("exclude_features") or ()),
         log_transform=bool(block.get("log_transform", True)),
         vocab_size=int(block.get("vocab_size", 20)),
-        validation_share=float(block.get("validation_share", 0.2)),
+        validation_share=validation_share,
         threshold_strategy=strategy,
         budget=float(threshold.get("budget", 0.1)),
         promotion_metric=str(promotion.get("metric", "roc_auc")),
@@ -116,4 +132,7 @@ def model_spec(cfg: Config, name: str) -> ModelSpec:
         gbt_max_iter=int(block.get("gbt_max_iter", 60)),
         importance_rows=int(block.get("importance_rows", 20_000)),
         dnn=DnnParams(**dnn_block),
+        design=design,
+        test_share=test_share,
+        split_seed=int(block.get("split_seed", 7)),
     )
