@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -114,9 +115,11 @@ def test_horovod_dnn_beats_constant_and_is_registered(trained: Trained) -> None:
     for file in (
         "model.keras",
         "transform.json",
+        "calibration.json",
         "evaluation.csv",
         "lift_test.csv",
         "calibration_test.csv",
+        "calibration_test_raw.csv",
         "roc.png",
         "pr.png",
         "lift.png",
@@ -129,11 +132,41 @@ def test_horovod_dnn_beats_constant_and_is_registered(trained: Trained) -> None:
     # them clearly above chance on the out-of-time test cutoff; the constant model cannot.
     assert auc[("constant", "test")] == 0.5
     assert auc[("dnn", "test")] > 0.62, auc
-    assert {a for a, _ in auc} == {"dnn", "logreg", "gbt", "constant"}
+    assert {a for a, _ in auc} == {
+        "dnn", "dnn_raw", "logreg", "logreg_raw", "gbt", "gbt_raw", "constant"
+    }  # fmt: skip
     importance = trained.lake.read("gold.model_metrics").where(
         F.col("metric").startswith("importance:")
     )
     assert importance.count() == len(params["features"])
+
+
+def test_calibrated_dnn_matches_the_observed_test_rate(trained: Trained) -> None:
+    """Balanced class weights push the raw DNN towards 0.5; the calibrator chosen on
+    validation brings the mean test probability to the observed test churn rate."""
+    mv = Registry(registry_root(trained.lake.root)).get("churn")
+    assert mv.read_json("calibration.json")["method"] in {"platt", "isotonic"}
+    test = trained.lake.read("gold.training_sets").where("model = 'churn' AND split = 'test'")
+    observed = test.agg(F.avg("label")).first()[0]  # type: ignore[index]
+
+    def mean_predicted(file: str) -> float:
+        table = pd.read_csv(mv.path / file)
+        return float((table["n"] * table["mean_predicted"].fillna(0)).sum() / table["n"].sum())
+
+    raw, calibrated = (
+        mean_predicted("calibration_test_raw.csv"),
+        mean_predicted("calibration_test.csv"),
+    )
+    assert abs(calibrated - observed) < 0.05, (calibrated, raw, observed)
+    assert abs(calibrated - observed) < abs(raw - observed), (calibrated, raw, observed)
+    metrics = {
+        (r.algorithm, r.metric): r.value
+        for r in trained.lake.read("gold.model_metrics")
+        .where("model = 'churn' AND split = 'test' AND metric IN ('ece', 'brier')")
+        .collect()
+    }
+    assert metrics[("dnn", "ece")] < metrics[("dnn_raw", "ece")], metrics
+    assert metrics[("dnn", "brier")] < metrics[("dnn_raw", "brier")], metrics
 
 
 def test_scores_cover_the_snapshot_and_are_idempotent(
@@ -145,16 +178,40 @@ def test_scores_cover_the_snapshot_and_are_idempotent(
     profiles = lake.read("gold.user_profiles").where(f"as_of_date = DATE'{AS_OF}'")
     assert scores.count() == profiles.count()
     assert scores.join(profiles, "user_id", "left_anti").count() == 0
-    bands = {r.risk_band for r in scores.select("risk_band").distinct().collect()}
+    # The churn population as of D, by hand: a purchase in the 45 days [D-44, D].
+    buyers = (
+        lake.read("bronze.events")
+        .where(
+            f"event_type = 'purchase' AND event_date > DATE'{AS_OF}' - INTERVAL 45 DAYS "
+            f"AND event_date <= DATE'{AS_OF}'"
+        )
+        .select("user_id")
+        .distinct()
+    )
+    want = profiles.select(
+        "user_id",
+        F.when(F.col("user_id").isin([r.user_id for r in buyers.collect()]), "in_population")
+        .otherwise("no_purchase_in_lookback")
+        .alias("population"),
+    )
+    assertDataFrameEqual(scores.select("user_id", "population"), want)
+    outside = scores.where("population <> 'in_population'")
+    assert outside.count() > 0
+    assert outside.where("score IS NOT NULL OR risk_band IS NOT NULL").count() == 0
+    inside = scores.where("population = 'in_population'")
+    assert inside.where("score IS NULL OR score < 0 OR score > 1").count() == 0
+    bands = {r.risk_band for r in inside.select("risk_band").distinct().collect()}
     assert bands <= {"low", "medium", "high"} and "high" in bands
-    wrong_band = scores.where(
-        ((F.col("score") >= 0.7) & (F.col("risk_band") != "high"))
-        | ((F.col("score") < 0.4) & (F.col("risk_band") != "low"))
+    wrong_band = inside.where(
+        ((F.col("score") >= 0.75) & (F.col("risk_band") != "high"))
+        | ((F.col("score") < 0.5) & (F.col("risk_band") != "low"))
     )
     assert wrong_band.count() == 0
-    assert scores.where(F.size("top_reasons") == 0).count() < scores.count()
+    assert inside.where(F.size("top_reasons") == 0).count() < inside.count()
     targets = lake.read("gold.retention_targets")
+    # retention.outside_population: exclude -> exactly the high band of the population
     assert targets.count() == scores.where("risk_band = 'high'").count()
+    assert targets.where("population <> 'in_population'").count() == 0
     assert targets.where("value_at_stake <> score * customer_value").count() == 0
     before = scores.collect()
     targets_before = targets.collect()
