@@ -1,72 +1,126 @@
 """Churn on real data (CDNOW): the Horovod DNN and the MLlib baselines against BG/NBD.
 
-Ingests CDNOW into a fresh lake, builds the churn training set with cutoffs in 1997 and the
-out-of-time test at 1998-03-31 (horizon 90 days, complete by 1998-06-30), trains (2 Horovod
-processes), then fits the classic BG/NBD model (lifetimes.BetaGeoFitter) on the same
-calibration period (all transactions up to the test cutoff) and scores the same test users
-by their expected number of purchases in the horizon and by P(alive). Prints test ROC-AUCs.
+Ingests CDNOW into a fresh lake, builds the churn training set, trains (2 Horovod processes),
+then fits the classic BG/NBD model (lifetimes.BetaGeoFitter) on the calibration period (every
+transaction up to the test cutoff) and scores the same test users. Two designs:
 
-    .venv/bin/python bench/report_churn_cdnow.py
+- ``--design rolling`` (default): training cutoffs 1997-06-30, 1997-09-30, 1997-12-31 and the
+  out-of-time test at 1998-03-31; lookback 180 days, horizon 90 days (complete by
+  1998-06-30). Every training label window ends on or before the test cutoff
+  (1997-12-31 + 90 days = 1998-03-31), as ``build_training_set`` requires.
+- ``--design holdout``: the calibration/holdout split of the BTYD literature (Fader, Hardie &
+  Lee 2005 use the same 39 + 39 weeks): one cutoff 1997-09-30, calibration period
+  1997-01-01..1997-09-30 (lookback 273 days: every CDNOW customer made a first purchase in
+  Q1 1997), holdout 1997-10-01..1998-06-30 (horizon 273 days), users split train /
+  validation / test by a seeded hash (``models.churn.test_share`` etc.).
+
+Scores compared on the test users: ROC-AUC of everything; Brier and expected calibration
+error of the probabilities (calibrated and raw models; BG/NBD's probability of no purchase in
+the horizon, ``1 - P(alive) + P(alive) * ((alpha + T) / (alpha + T + t)) ** (r + x)``: a live
+customer's rate has the Gamma(r + x, alpha + T) posterior, and BG/NBD customers drop out only
+right after a purchase).
+
+    .venv/bin/python bench/report_churn_cdnow.py [--design rolling|holdout] [--reuse]
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-WORK = REPO / "bench" / "work" / "cdnow_churn"
 AS_OF = "1998-06-30"
-CUTOFFS = "1997-06-30,1997-09-30,1997-12-31,1998-03-31"
-TEST_CUTOFF = dt.date(1998, 3, 31)
-HORIZON, LOOKBACK = 90, 180
-MODEL = [
-    "--set", f"models.churn.horizon_days={HORIZON}",
-    "--set", f"models.churn.lookback_days={LOOKBACK}",
-    "--set", "spark.conf.spark.ui.enabled=false",
-]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Design:
+    name: str
+    test_cutoff: dt.date
+    horizon: int
+    lookback: int
+    cutoffs: str
+
+    def model_args(self) -> list[str]:
+        return [
+            "--set", f"models.churn.horizon_days={self.horizon}",
+            "--set", f"models.churn.lookback_days={self.lookback}",
+            "--set", f"models.churn.design={self.name}",
+        ]  # fmt: skip
+
+
+DESIGNS = {
+    "rolling": Design(
+        "rolling", dt.date(1998, 3, 31), 90, 180, "1997-06-30,1997-09-30,1997-12-31,1998-03-31"
+    ),
+    "holdout": Design("holdout", dt.date(1997, 9, 30), 273, 273, "1997-09-30"),
+}
+
+
+def bgnbd_p_no_purchase(bgf: Any, t: float, x: Any, recency: Any, age: Any) -> np.ndarray:
+    """BG/NBD probability of no purchase in the next ``t`` days given (x, recency, T)."""
+    r, alpha = bgf.params_["r"], bgf.params_["alpha"]
+    x, recency, age = (np.asarray(v, dtype=float) for v in (x, recency, age))
+    alive = np.asarray(bgf.conditional_probability_alive(x, recency, age), dtype=float)
+    quiet_if_alive = ((alpha + age) / (alpha + age + t)) ** (r + x)
+    return np.asarray(1.0 - alive + alive * quiet_if_alive, dtype=float)
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--design", choices=sorted(DESIGNS), default="rolling")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the trained lake of a previous run"
+    )
+    args = parser.parse_args()
+    design = DESIGNS[args.design]
+    work = REPO / "bench" / "work" / f"cdnow_churn_{design.name}"
     os.environ.setdefault("PYSPARK_PYTHON", str(REPO / ".venv" / "bin" / "python"))
     from lifetimes import BetaGeoFitter
     from lifetimes.utils import summary_data_from_transaction_data
 
     from shopperlake.config import load_config
-    from shopperlake.evaluation import roc_auc
+    from shopperlake.evaluation import brier, expected_calibration_error, roc_auc
     from shopperlake.ingest.job import main as ingest
     from shopperlake.lake import Lake
     from shopperlake.ml.train import main as train
     from shopperlake.ml.training_set import main as build_training_set
     from shopperlake.session import build_session
 
-    reuse = "--reuse" in sys.argv  # keep the trained lake of a previous run, redo BG/NBD only
-    if not reuse:
-        shutil.rmtree(WORK, ignore_errors=True)
-    lake_root = str(WORK / "lake")
+    if not args.reuse:
+        shutil.rmtree(work, ignore_errors=True)
+    lake_root = str(work / "lake")
     cfg = load_config("local", ["spark.conf.spark.ui.enabled=false"])
     spark = build_session(cfg, "report-churn-cdnow")
-    common = ["--lake", lake_root, "--log-level", "WARNING", *MODEL]
+    common = [
+        "--lake", lake_root, "--log-level", "WARNING", *design.model_args(),
+        "--set", "spark.conf.spark.ui.enabled=false",
+    ]  # fmt: skip
     started = time.monotonic()
-    if not reuse:
+    if not args.reuse:
         assert ingest([*common, "--source", "cdnow"], spark=spark) == 0
-        assert (
-            build_training_set(
-                [*common, "--model", "churn", "--as-of", AS_OF, "--cutoffs", CUTOFFS], spark=spark
-            )
-            == 0
-        )
+        build = [*common, "--model", "churn", "--as-of", AS_OF, "--cutoffs", design.cutoffs]
+        assert build_training_set(build, spark=spark) == 0
         assert train([*common, "--model", "churn", "--as-of", AS_OF], spark=spark) == 0
     lake = Lake.from_config(spark, cfg, lake_root)
-    metrics = lake.read("gold.model_metrics").where("metric = 'roc_auc' AND split = 'test'")
-    aucs = {r["algorithm"]: r["value"] for r in metrics.collect()}
+    latest = lake.read("gold.model_metrics").where("model = 'churn'").agg({"version": "max"})
+    version = latest.first()[0]  # type: ignore[index]
+    metrics = lake.read("gold.model_metrics").where(
+        f"model = 'churn' AND version = '{version}' AND split = 'test' "
+        "AND metric IN ('roc_auc', 'brier', 'ece') AND reference IS NULL"
+    )
+    table: dict[str, dict[str, float]] = {}
+    for r in metrics.collect():
+        table.setdefault(r["algorithm"], {})[r["metric"]] = r["value"]
 
     # BG/NBD on the calibration period: every transaction on or before the test cutoff.
     tx = (
@@ -76,13 +130,13 @@ def main() -> int:
         .toPandas()
     )
     tx["spend"] = tx["price"] * tx["quantity"]
-    calib = tx[tx["event_date"] <= TEST_CUTOFF]
+    calib = tx[tx["event_date"] <= design.test_cutoff]
     summary = summary_data_from_transaction_data(
         calib,
         "user_id",
         "event_date",
         monetary_value_col="spend",
-        observation_period_end=pd.Timestamp(TEST_CUTOFF),
+        observation_period_end=pd.Timestamp(design.test_cutoff),
         freq="D",
     )
     bgf = BetaGeoFitter(penalizer_coef=0.0)
@@ -90,21 +144,35 @@ def main() -> int:
     test = lake.read("gold.training_sets").where("model = 'churn' AND split = 'test'")
     test_pd = test.select("user_id", "label").toPandas().set_index("user_id")
     s = summary.loc[test_pd.index]
+    y = test_pd["label"].to_numpy()
     expected = bgf.conditional_expected_number_of_purchases_up_to_time(
-        HORIZON, s["frequency"], s["recency"], s["T"]
+        design.horizon, s["frequency"], s["recency"], s["T"]
     )
     alive = bgf.conditional_probability_alive(s["frequency"], s["recency"], s["T"])
-    y = test_pd["label"].to_numpy()
-    aucs["bgnbd_expected_purchases"] = roc_auc(y, -np.asarray(expected, dtype=float))
-    aucs["bgnbd_p_alive"] = roc_auc(y, 1 - np.asarray(alive, dtype=float))
+    quiet = bgnbd_p_no_purchase(bgf, design.horizon, s["frequency"], s["recency"], s["T"])
+    table["bgnbd_expected_purchases"] = {"roc_auc": roc_auc(y, -np.asarray(expected, float))}
+    table["bgnbd_p_alive"] = {"roc_auc": roc_auc(y, 1 - np.asarray(alive, dtype=float))}
+    table["bgnbd_p_no_purchase"] = {
+        "roc_auc": roc_auc(y, quiet),
+        "brier": brier(y, quiet),
+        "ece": expected_calibration_error(y, quiet),
+    }
     elapsed = time.monotonic() - started
     print()
     print(
-        f"CDNOW churn, out-of-time test cutoff {TEST_CUTOFF} (horizon {HORIZON} d, lookback "
-        f"{LOOKBACK} d): {len(y):,} test users, churn rate {y.mean():.3f}"
+        f"CDNOW churn, {design.name} design, test cutoff {design.test_cutoff} (horizon "
+        f"{design.horizon} d, lookback {design.lookback} d): {len(y):,} test users, churn rate "
+        f"{y.mean():.3f}; model {version}"
     )
-    for name in ("dnn", "logreg", "gbt", "bgnbd_expected_purchases", "bgnbd_p_alive", "constant"):
-        print(f"  {name:<26} ROC-AUC {aucs[name]:.4f}")
+    print(f"  {'model':<26}{'ROC-AUC':>10}{'Brier':>10}{'ECE':>10}")
+    names = ["dnn", "dnn_raw", "logreg", "logreg_raw", "gbt", "gbt_raw", "bgnbd_p_no_purchase",
+             "bgnbd_expected_purchases", "bgnbd_p_alive", "constant"]  # fmt: skip
+    for name in names:
+        row = table.get(name, {})
+        cells = "".join(
+            f"{row[m]:>10.4f}" if m in row else f"{'':>10}" for m in ("roc_auc", "brier", "ece")
+        )
+        print(f"  {name:<26}{cells}")
     print(f"(wall time {elapsed:.0f}s)")
     spark.stop()
     return 0

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -28,7 +29,9 @@ from tests.conftest import job_args
 
 pytestmark = pytest.mark.training
 AS_OF = "2024-04-29"
-CUTOFFS = "2024-02-28,2024-03-14,2024-03-29"
+# Test cutoff 2024-03-29 (= as-of - horizon 30); training cutoffs on or before 2024-02-28, so
+# their 30-day labels end before the test period starts.
+CUTOFFS = "2024-02-13,2024-02-28,2024-03-29"
 MODEL = [
     "--set", "models.churn.horizon_days=30",
     "--set", "models.churn.lookback_days=45",
@@ -85,8 +88,8 @@ def test_training_set_is_point_in_time_and_split_out_of_time(trained: Trained) -
     got = {(r.cutoff, r.split) for r in rows.select("cutoff", "split").distinct().collect()}
     d = dt.date
     assert got == {
+        (d(2024, 2, 13), "train"), (d(2024, 2, 13), "validation"),
         (d(2024, 2, 28), "train"), (d(2024, 2, 28), "validation"),
-        (d(2024, 3, 14), "train"), (d(2024, 3, 14), "validation"),
         (d(2024, 3, 29), "test"),
     }  # fmt: skip
     # Profiles were built on demand for every cutoff, and only for those dates so far + as-of.
@@ -94,12 +97,12 @@ def test_training_set_is_point_in_time_and_split_out_of_time(trained: Trained) -
         r[0]
         for r in trained.lake.read("gold.user_profiles").select("as_of_date").distinct().collect()
     }
-    assert snaps == {d(2024, 2, 28), d(2024, 3, 14), d(2024, 3, 29), d(2024, 4, 29)}
+    assert snaps == {d(2024, 2, 13), d(2024, 2, 28), d(2024, 3, 29), d(2024, 4, 29)}
     # Features of a cutoff row equal that cutoff's profile snapshot, never a later one.
-    prof = trained.lake.read("gold.user_profiles").where("as_of_date = DATE'2024-03-14'")
-    joined = rows.where("cutoff = DATE'2024-03-14'").join(prof, "user_id")
+    prof = trained.lake.read("gold.user_profiles").where("as_of_date = DATE'2024-02-28'")
+    joined = rows.where("cutoff = DATE'2024-02-28'").join(prof, "user_id")
     assert joined.where(F.col("numeric")["frequency"] != F.col("frequency")).count() == 0
-    assert joined.count() == rows.where("cutoff = DATE'2024-03-14'").count()
+    assert joined.count() == rows.where("cutoff = DATE'2024-02-28'").count()
 
 
 def test_horovod_dnn_beats_constant_and_is_registered(trained: Trained) -> None:
@@ -112,26 +115,84 @@ def test_horovod_dnn_beats_constant_and_is_registered(trained: Trained) -> None:
     for file in (
         "model.keras",
         "transform.json",
+        "calibration.json",
         "evaluation.csv",
         "lift_test.csv",
         "calibration_test.csv",
+        "calibration_test_raw.csv",
         "roc.png",
         "pr.png",
         "lift.png",
         "calibration.png",
     ):
         assert (mv.path / file).stat().st_size > 0, file
-    metrics = trained.lake.read("gold.model_metrics").where("metric = 'roc_auc'")
+    metrics = trained.lake.read("gold.model_metrics").where(
+        "metric = 'roc_auc' AND reference IS NULL"
+    )
     auc = {(r.algorithm, r.split): r.value for r in metrics.collect()}
     # The generator plants churners whose activity decays and stops: a real model must rank
     # them clearly above chance on the out-of-time test cutoff; the constant model cannot.
     assert auc[("constant", "test")] == 0.5
     assert auc[("dnn", "test")] > 0.62, auc
-    assert {a for a, _ in auc} == {"dnn", "logreg", "gbt", "constant"}
+    assert {a for a, _ in auc} == {
+        "dnn", "dnn_raw", "logreg", "logreg_raw", "gbt", "gbt_raw", "constant"
+    }  # fmt: skip
     importance = trained.lake.read("gold.model_metrics").where(
         F.col("metric").startswith("importance:")
     )
     assert importance.count() == len(params["features"])
+
+
+def test_test_figures_carry_intervals_and_paired_differences(trained: Trained) -> None:
+    rows = (
+        trained.lake.read("gold.model_metrics")
+        .where("model = 'churn' AND split = 'test' AND metric IN ('roc_auc', 'brier')")
+        .collect()
+    )
+    values = {(r.algorithm, r.metric): r for r in rows if r.reference is None}
+    diffs = {(r.reference, r.metric): r for r in rows if r.reference is not None}
+    for (algo, _), r in values.items():
+        assert r.ci_low <= r.value <= r.ci_high, r
+        if algo != "constant":  # a constant score has AUC 0.5 on every resample
+            assert r.ci_high > r.ci_low, r
+    others = {"dnn_raw", "logreg", "logreg_raw", "gbt", "gbt_raw", "constant"}
+    assert {ref for ref, _ in diffs} == others
+    for (ref, metric), d in diffs.items():
+        assert d.algorithm == "dnn"
+        expected = values[("dnn", metric)].value - values[(ref, metric)].value
+        assert d.value == pytest.approx(expected, abs=1e-12)
+        assert d.ci_low <= d.value <= d.ci_high
+    # the planted churners make the DNN clearly better than the constant base rate
+    assert diffs[("constant", "roc_auc")].ci_low > 0
+
+
+def test_calibrated_dnn_matches_the_observed_test_rate(trained: Trained) -> None:
+    """Balanced class weights push the raw DNN towards 0.5; the calibrator chosen on
+    validation brings the mean test probability to the observed test churn rate."""
+    mv = Registry(registry_root(trained.lake.root)).get("churn")
+    assert mv.read_json("calibration.json")["method"] in {"platt", "isotonic"}
+    test = trained.lake.read("gold.training_sets").where("model = 'churn' AND split = 'test'")
+    observed = test.agg(F.avg("label")).first()[0]  # type: ignore[index]
+
+    def mean_predicted(file: str) -> float:
+        table = pd.read_csv(mv.path / file)
+        return float((table["n"] * table["mean_predicted"].fillna(0)).sum() / table["n"].sum())
+
+    raw, calibrated = (
+        mean_predicted("calibration_test_raw.csv"),
+        mean_predicted("calibration_test.csv"),
+    )
+    assert abs(calibrated - observed) < 0.05, (calibrated, raw, observed)
+    assert abs(calibrated - observed) < abs(raw - observed), (calibrated, raw, observed)
+    metrics = {
+        (r.algorithm, r.metric): r.value
+        for r in trained.lake.read("gold.model_metrics")
+        .where("model = 'churn' AND split = 'test' AND metric IN ('ece', 'brier')")
+        .where("reference IS NULL")
+        .collect()
+    }
+    assert metrics[("dnn", "ece")] < metrics[("dnn_raw", "ece")], metrics
+    assert metrics[("dnn", "brier")] < metrics[("dnn_raw", "brier")], metrics
 
 
 def test_scores_cover_the_snapshot_and_are_idempotent(
@@ -143,16 +204,40 @@ def test_scores_cover_the_snapshot_and_are_idempotent(
     profiles = lake.read("gold.user_profiles").where(f"as_of_date = DATE'{AS_OF}'")
     assert scores.count() == profiles.count()
     assert scores.join(profiles, "user_id", "left_anti").count() == 0
-    bands = {r.risk_band for r in scores.select("risk_band").distinct().collect()}
+    # The churn population as of D, by hand: a purchase in the 45 days [D-44, D].
+    buyers = (
+        lake.read("bronze.events")
+        .where(
+            f"event_type = 'purchase' AND event_date > DATE'{AS_OF}' - INTERVAL 45 DAYS "
+            f"AND event_date <= DATE'{AS_OF}'"
+        )
+        .select("user_id")
+        .distinct()
+    )
+    want = profiles.select(
+        "user_id",
+        F.when(F.col("user_id").isin([r.user_id for r in buyers.collect()]), "in_population")
+        .otherwise("no_purchase_in_lookback")
+        .alias("population"),
+    )
+    assertDataFrameEqual(scores.select("user_id", "population"), want)
+    outside = scores.where("population <> 'in_population'")
+    assert outside.count() > 0
+    assert outside.where("score IS NOT NULL OR risk_band IS NOT NULL").count() == 0
+    inside = scores.where("population = 'in_population'")
+    assert inside.where("score IS NULL OR score < 0 OR score > 1").count() == 0
+    bands = {r.risk_band for r in inside.select("risk_band").distinct().collect()}
     assert bands <= {"low", "medium", "high"} and "high" in bands
-    wrong_band = scores.where(
-        ((F.col("score") >= 0.7) & (F.col("risk_band") != "high"))
-        | ((F.col("score") < 0.4) & (F.col("risk_band") != "low"))
+    wrong_band = inside.where(
+        ((F.col("score") >= 0.75) & (F.col("risk_band") != "high"))
+        | ((F.col("score") < 0.5) & (F.col("risk_band") != "low"))
     )
     assert wrong_band.count() == 0
-    assert scores.where(F.size("top_reasons") == 0).count() < scores.count()
+    assert inside.where(F.size("top_reasons") == 0).count() < inside.count()
     targets = lake.read("gold.retention_targets")
+    # retention.outside_population: exclude -> exactly the high band of the population
     assert targets.count() == scores.where("risk_band = 'high'").count()
+    assert targets.where("population <> 'in_population'").count() == 0
     assert targets.where("value_at_stake <> score * customer_value").count() == 0
     before = scores.collect()
     targets_before = targets.collect()
@@ -220,6 +305,7 @@ def test_propensity_trains_scores_and_ranks_buyers_first(
         r.algorithm: r.value
         for r in lake.read("gold.model_metrics")
         .where("model = 'propensity' AND split = 'test' AND metric = 'roc_auc'")
+        .where("reference IS NULL")
         .collect()
     }
     # Past purchase frequency predicts the next purchase in the generator's timelines.

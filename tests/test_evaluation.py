@@ -16,6 +16,7 @@ from shopperlake.evaluation import (
     choose_threshold,
     constant_baseline,
     evaluate,
+    expected_calibration_error,
     lift_table,
     log_loss,
     plot_curves,
@@ -146,6 +147,21 @@ def test_calibration_table_equal_width_bins() -> None:
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
 
 
+def test_expected_calibration_error_by_hand() -> None:
+    # The calibration-table example above, 4 bins: |0.10667 - 1/3| = 0.22667 over 3 users,
+    # |0.5 - 0| = 0.5 over 1, |0.975 - 1| = 0.025 over 2; the empty bin counts nothing.
+    # ECE = (3 * 0.22667 + 0.5 + 2 * 0.025) / 6 = (0.68 + 0.5 + 0.05) / 6 = 0.205.
+    got = expected_calibration_error([0, 0, 1, 1, 1, 0], [0.05, 0.15, 0.12, 0.95, 1.0, 0.5], 4)
+    assert got == pytest.approx(0.205)
+    # Default 10 bins, running example: every score alone in its bin ->
+    # (|0.1 - 0| + |0.4 - 0| + |0.35 - 1| + |0.8 - 1|) / 4 = 1.35 / 4.
+    assert expected_calibration_error(Y, P) == pytest.approx(0.3375)
+    # Probabilities equal to each bin's observed rate: perfectly calibrated.
+    assert expected_calibration_error(
+        [0, 1, 0, 0, 0, 1], [0.5, 0.5, 0.25, 0.25, 0.25, 0.25], 4
+    ) == (pytest.approx(0.0))
+
+
 def test_evaluate_collects_every_metric() -> None:
     got = evaluate(Y, P, threshold=0.35)
     assert got == pytest.approx(
@@ -154,6 +170,7 @@ def test_evaluate_collects_every_metric() -> None:
             "pr_auc": 0.8333333333333334,
             "log_loss": 0.47228795380917615,
             "brier": 0.158125,
+            "ece": 0.3375,
             "precision": 2 / 3,
             "recall": 1.0,
             "f1": 0.8,
@@ -177,6 +194,7 @@ def test_constant_baseline_predicts_training_base_rate() -> None:
             "pr_auc": 0.5,
             "log_loss": 0.8369882167858358,
             "brier": 0.3125,
+            "ece": 0.25,  # one bin: |0.25 - 0.5|
             "precision": 0.5,
             "recall": 1.0,
             "f1": 2 / 3,
@@ -205,6 +223,7 @@ def test_constant_baseline_predicts_training_base_rate() -> None:
         (lambda: lift_table(Y, P, bins=5), "at least 5 rows for 5 bins, got 4"),
         (lambda: lift_table([0, 0, 0], [0.1, 0.2, 0.3], bins=2), "at least one positive"),
         (lambda: calibration_table(Y, P, bins=0), "bins must be >= 1"),
+        (lambda: expected_calibration_error(Y, P, bins=0), "bins must be >= 1"),
         (lambda: plot_curves(Y, {}, Path("unused")), "at least one model"),
     ],
 )

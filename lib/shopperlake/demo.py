@@ -147,7 +147,7 @@ def summary(lake: Lake) -> str:
     if lake.exists("gold.model_metrics"):
         out += ["", "churn model, test split (out-of-time cutoff):"]
         m = lake.read("gold.model_metrics").where(
-            (F.col("model") == "churn") & (F.col("split") == "test")
+            (F.col("model") == "churn") & (F.col("split") == "test") & F.col("reference").isNull()
         )
         latest = first_value(m.agg(F.max("version")))
         metrics = ["roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall", "f1"]

@@ -13,6 +13,9 @@ Definitions worth knowing:
   taken as thresholds from highest to lowest (equal scores enter together, no interpolation).
 - A user is predicted positive when ``p >= threshold``; precision with no predicted positive
   is 0, and so is F1 when precision and recall are both 0.
+- ``ece`` (expected calibration error) is ``sum_b (n_b / n) |mean_p_b - rate_b|`` over the
+  equal-width bins of :func:`calibration_table` (10 by default; empty bins count 0): the
+  average gap, weighted by users, between the predicted probability and the observed rate.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 
 _BUDGET_EPS = 1e-9
+ECE_BINS = 10  # equal-width bins of [0, 1] for the expected calibration error
 
 
 def _labels(y: Any, name: str = "y") -> IntArray:
@@ -244,11 +248,21 @@ def calibration_table(y: Any, p: Any, bins: int = 10) -> pd.DataFrame:
     )
 
 
+def expected_calibration_error(y: Any, p: Any, bins: int = ECE_BINS) -> float:
+    """``sum_b (n_b / n) |mean_predicted_b - observed_rate_b|`` over the equal-width bins of
+    :func:`calibration_table`; 0 for perfectly calibrated probabilities."""
+    table = calibration_table(y, p, bins)
+    filled = table[table["n"] > 0]
+    gaps = (filled["mean_predicted"] - filled["observed_rate"]).abs().to_numpy(dtype=np.float64)
+    weights = filled["n"].to_numpy(dtype=np.float64)
+    return float(np.sum(weights * gaps) / weights.sum())
+
+
 def evaluate(y: Any, p: Any, threshold: float) -> dict[str, float]:
     """All metrics of one model on one set.
 
     ``positive_rate`` is the share of users flagged (``p >= threshold``), ``base_rate`` the
-    share of actual positives.
+    share of actual positives; ``ece`` uses :data:`ECE_BINS` equal-width bins.
     """
     labels, scores = _check(y, p, probabilities=True)
     precision, recall, f1 = precision_recall_f1(labels, scores, threshold)
@@ -257,6 +271,7 @@ def evaluate(y: Any, p: Any, threshold: float) -> dict[str, float]:
         "pr_auc": pr_auc(labels, scores),
         "log_loss": log_loss(labels, scores),
         "brier": brier(labels, scores),
+        "ece": expected_calibration_error(labels, scores),
         "precision": precision,
         "recall": recall,
         "f1": f1,

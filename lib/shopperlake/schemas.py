@@ -294,28 +294,35 @@ MODEL_METRICS = StructType(
     ]
 )
 
+# score: calibrated probability; score, risk_band and top_reasons are null for users outside
+# the model's population, whose `population` says why (in_population | no_purchase_in_lookback
+# | inactive_in_lookback).
 SCORES = StructType(
     [
         StructField("user_id", StringType(), False),
-        StructField("score", DoubleType(), False),
-        StructField("risk_band", StringType(), False),
+        StructField("score", DoubleType(), True),
+        StructField("risk_band", StringType(), True),
         StructField("top_reasons", ArrayType(StringType()), True),
         StructField("model_version", StringType(), False),
+        StructField("population", StringType(), False),
         StructField("as_of_date", DateType(), False),
     ]
 )
 
+# Users outside the population (retention.outside_population set to a tier) have no score,
+# risk band or value at stake.
 RETENTION_TARGETS = StructType(
     [
         StructField("user_id", StringType(), False),
-        StructField("score", DoubleType(), False),
-        StructField("risk_band", StringType(), False),
+        StructField("score", DoubleType(), True),
+        StructField("risk_band", StringType(), True),
         StructField("rfm_segment", StringType(), True),
         StructField("customer_value", DoubleType(), False),
-        StructField("value_at_stake", DoubleType(), False),
+        StructField("value_at_stake", DoubleType(), True),
         StructField("action", StringType(), False),
         StructField("top_reasons", ArrayType(StringType()), True),
         StructField("model_version", StringType(), False),
+        StructField("population", StringType(), False),
         StructField("as_of_date", DateType(), False),
     ]
 )

@@ -1,7 +1,8 @@
 """Model registry: ``<lake root>/models/<name>/<version>/`` plus a ``current`` pointer.
 
-A version folder holds the Keras model, the feature transform, metrics, params, the Delta
-version of the training set it was fitted on, the code version and plots. ``current`` moves to
+A version folder holds the Keras model, the feature transform, the probability calibrator
+(``calibration.json``, see ml/calibration.py), metrics, params, the Delta version of the
+training set it was fitted on, the code version and plots. ``current`` moves to
 a new version only if its test metric is not worse than the current one's (by more than
 ``min_delta``), so a bad retrain never reaches scoring.
 """

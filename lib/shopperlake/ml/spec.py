@@ -9,6 +9,8 @@ from shopperlake.config import Config
 from shopperlake.errors import ConfigError, InputError
 
 KINDS = ("churn", "propensity")
+DESIGNS = ("rolling", "holdout")
+CALIBRATION_METHODS = ("platt", "isotonic")
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,15 @@ class DnnParams:
     epochs: int = 30
     patience: int = 4
     num_proc: int = 2
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class CalibrationParams:
+    """Candidates chosen between on the validation split by ``folds``-fold log loss."""
+
+    methods: tuple[str, ...] = CALIBRATION_METHODS
+    folds: int = 5
     seed: int = 7
 
 
@@ -48,10 +59,21 @@ class ModelSpec:
     gbt_max_iter: int = 60
     importance_rows: int = 20_000
     dnn: DnnParams = field(default_factory=DnnParams)
+    design: str = "rolling"  # rolling | holdout (see ml/training_set.py)
+    test_share: float = 0.2  # holdout design: users in the test split
+    split_seed: int = 7  # holdout design: seed of the user hash
+    calibration: CalibrationParams = field(default_factory=CalibrationParams)
 
     @property
     def label_name(self) -> str:
         return "churned" if self.kind == "churn" else "purchased"
+
+    @property
+    def outside_population(self) -> str:
+        """``population`` value of users outside the model's population at a date."""
+        if self.kind == "propensity" and self.population == "active":
+            return "inactive_in_lookback"
+        return "no_purchase_in_lookback"
 
 
 def _get(block: dict[str, Any], key: str, name: str, kind: type) -> Any:
@@ -94,6 +116,24 @@ def model_spec(cfg: Config, name: str) -> ModelSpec:
         raise ConfigError(f"models.{name}.threshold.strategy must be max_f1 or budget")
     promotion = block.get("promotion") or {}
     bands = {str(k): float(v) for k, v in (block.get("risk_bands") or {}).items()}
+    bad_bands = {k: v for k, v in bands.items() if not 0.0 < v <= 1.0}
+    if bad_bands:
+        raise ConfigError(
+            f"models.{name}.risk_bands are calibrated probabilities in (0, 1], got {bad_bands}"
+        )
+    design = str(block.get("design", "rolling"))
+    if design not in DESIGNS:
+        raise ConfigError(f"models.{name}.design must be one of {', '.join(DESIGNS)}")
+    validation_share = float(block.get("validation_share", 0.2))
+    test_share = float(block.get("test_share", 0.2))
+    if not 0.0 < validation_share < 1.0:
+        raise ConfigError(f"models.{name}.validation_share must be in (0, 1)")
+    if not (test_share > 0.0 and validation_share + test_share < 1.0):
+        raise ConfigError(
+            f"models.{name}: test_share {test_share} and validation_share {validation_share} "
+            "must be positive and leave users for training (sum below 1)"
+        )
+    calibration = _calibration(block.get("calibration") or {}, name)
     return ModelSpec(
         name=name,
         kind=kind,
@@ -104,16 +144,37 @@ def model_spec(cfg: Config, name: str) -> ModelSpec:
         exclude_features=tuple(block.get("exclude_features") or ()),
         log_transform=bool(block.get("log_transform", True)),
         vocab_size=int(block.get("vocab_size", 20)),
-        validation_share=float(block.get("validation_share", 0.2)),
+        validation_share=validation_share,
         threshold_strategy=strategy,
         budget=float(threshold.get("budget", 0.1)),
         promotion_metric=str(promotion.get("metric", "roc_auc")),
         promotion_min_delta=float(promotion.get("min_delta", 0.0)),
-        risk_bands=bands or {"high": 0.7, "medium": 0.4},
+        risk_bands=bands or {"high": 0.75, "medium": 0.5},
         auto_cutoffs=int(block.get("auto_cutoffs", 4)),
         cutoff_step_days=int(block.get("cutoff_step_days", 30)),
         score_table=str(block.get("score_table", f"gold.{kind}_scores")),
         gbt_max_iter=int(block.get("gbt_max_iter", 60)),
         importance_rows=int(block.get("importance_rows", 20_000)),
         dnn=DnnParams(**dnn_block),
+        design=design,
+        test_share=test_share,
+        split_seed=int(block.get("split_seed", 7)),
+        calibration=calibration,
     )
+
+
+def _calibration(block: dict[str, Any], name: str) -> CalibrationParams:
+    unknown = set(block) - {f.name for f in fields(CalibrationParams)}
+    if unknown:
+        raise ConfigError(f"models.{name}.calibration: unknown key(s) {', '.join(sorted(unknown))}")
+    methods = tuple(str(m) for m in block.get("methods", CALIBRATION_METHODS))
+    bad = [m for m in methods if m not in CALIBRATION_METHODS]
+    if not methods or bad:
+        raise ConfigError(
+            f"models.{name}.calibration.methods: one or more of {', '.join(CALIBRATION_METHODS)}"
+            f"{f', got {bad}' if bad else ''}"
+        )
+    folds = int(block.get("folds", 5))
+    if folds < 2:
+        raise ConfigError(f"models.{name}.calibration.folds must be >= 2")
+    return CalibrationParams(methods, folds, int(block.get("seed", 7)))

@@ -1,6 +1,14 @@
 """``train --model churn|propensity``: fit the feature transform on the train split, train the
 DNN with Horovod on Spark executors fed by Petastorm, fit MLlib baselines on the same split,
-evaluate everything side by side, register a model version and promote it if not worse.
+calibrate every model on the validation split, evaluate everything side by side, register a
+model version and promote it if not worse.
+
+Models train with balanced class weights, so their raw outputs are not probabilities. Each
+algorithm gets a calibrator chosen on the validation split (ml/calibration.py); in the metrics
+``<algo>`` is the calibrated model and ``<algo>_raw`` its raw output. Validation metrics of a
+calibrated model use out-of-fold probabilities (no row scored by a calibrator fitted on it); its
+decision threshold is chosen on the final calibrator's validation probabilities. The DNN's
+calibrator is stored with the version (``calibration.json``) and applied by ``score``.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ import datetime as dt
 import json
 import logging
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +28,44 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shopperlake import __version__
+from shopperlake.bootstrap import metric_stat
 from shopperlake.cli import JobContext, job_main
-from shopperlake.errors import InputError
+from shopperlake.errors import ConfigError, InputError
 from shopperlake.evaluation import (
+    brier,
     calibration_table,
     choose_threshold,
     constant_baseline,
     evaluate,
+    expected_calibration_error,
     lift_table,
+    log_loss,
     plot_curves,
+    pr_auc,
+    roc_auc,
 )
-from shopperlake.ml import baselines
+from shopperlake.ml import baselines, calibration
+from shopperlake.ml.calibration import Calibrator, Choice
 from shopperlake.ml.dnn import TrainedDnn, predict_column, train_dnn
 from shopperlake.ml.features import FeatureTransform
 from shopperlake.ml.importance import permutation_importance
 from shopperlake.ml.petastorm_io import cache_dir_url
 from shopperlake.ml.registry import Registry, registry_root
-from shopperlake.ml.spec import ModelSpec, model_spec
-from shopperlake.model_metrics import metric_row, write_metrics
+from shopperlake.ml.spec import CalibrationParams, ModelSpec, model_spec
+from shopperlake.model_metrics import (
+    BootstrapSettings,
+    Comparison,
+    compare,
+    comparison_rows,
+    comparison_table,
+    metric_row,
+    write_metrics,
+)
 
 log = logging.getLogger(__name__)
 SPLITS = ("validation", "test")
+RAW = "_raw"  # suffix of an algorithm's uncalibrated scores in the metrics
+Scored = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]  # algo -> split -> (y, p)
 
 
 def code_version() -> str:
@@ -72,12 +97,113 @@ def collect_scores(df: DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return pdf["label"].to_numpy(dtype=int), pdf["score"].to_numpy(dtype=float)
 
 
+def split_users(df: DataFrame) -> np.ndarray:
+    """User ids in :func:`collect_scores`' row order: the bootstrap's resampling units."""
+    pdf: pd.DataFrame = df.select("cutoff", "user_id").orderBy("cutoff", "user_id").toPandas()
+    return pdf["user_id"].to_numpy(dtype=object)
+
+
+INTERVAL_METRICS: dict[str, Callable[[Any, Any], float]] = {
+    "roc_auc": roc_auc,
+    "pr_auc": pr_auc,
+    "log_loss": log_loss,
+    "brier": brier,
+    "ece": expected_calibration_error,
+}
+
+
+def compare_models(
+    evaluated: Scored,
+    constant: dict[str, np.ndarray],
+    users: dict[str, np.ndarray],
+    metric_names: Sequence[str],
+    settings: BootstrapSettings,
+) -> dict[str, Comparison]:
+    """Per split: bootstrap intervals over users of every algorithm's ``metric_names`` and
+    paired differences ``dnn - other`` (calibrated DNN against every other algorithm, its raw
+    scores and the constant base rate included)."""
+    unknown = [m for m in metric_names if m not in INTERVAL_METRICS]
+    if unknown:
+        raise ConfigError(
+            f"evaluation.classifier_metrics: unknown {unknown} (known: {sorted(INTERVAL_METRICS)})"
+        )
+    out = {}
+    for split in SPLITS:
+        y = evaluated["dnn"][split][0]
+        scores = {algo: by_split[split][1] for algo, by_split in evaluated.items()}
+        scores["constant"] = constant[split]
+        stats = {
+            algo: {m: metric_stat(INTERVAL_METRICS[m], y, p) for m in metric_names}
+            for algo, p in scores.items()
+        }
+        out[split] = compare(stats, y.size, "dnn", split, settings, groups=users[split])
+    return out
+
+
+def calibrate(scored: Scored, params: CalibrationParams) -> dict[str, Choice]:
+    """Per algorithm: the calibrator chosen (and refitted) on its validation scores."""
+    choices = {}
+    for algo, by_split in scored.items():
+        y_val, p_val = by_split["validation"]
+        try:
+            choices[algo] = calibration.choose(
+                y_val, p_val, params.methods, params.folds, params.seed
+            )
+        except ValueError as exc:
+            raise InputError(f"cannot calibrate {algo} on the validation split: {exc}") from exc
+    return choices
+
+
+def calibrated_scores(
+    scored: Scored, choices: dict[str, Choice], spec: ModelSpec
+) -> tuple[Scored, dict[str, float]]:
+    """Every algorithm calibrated (``<algo>``) and raw (``<algo>_raw``) on each split, with
+    its decision threshold chosen on validation probabilities of the same kind."""
+    out: Scored = {}
+    thresholds: dict[str, float] = {}
+    for algo, by_split in scored.items():
+        choice = choices[algo]
+        (y_val, p_val), (y_test, p_test) = by_split["validation"], by_split["test"]
+        out[algo] = {
+            "validation": (y_val, choice.out_of_fold),
+            "test": (y_test, choice.calibrator.apply(p_test)),
+        }
+        thresholds[algo] = choose_threshold(
+            y_val, choice.calibrator.apply(p_val), spec.threshold_strategy, spec.budget
+        )
+        out[algo + RAW] = by_split
+        thresholds[algo + RAW] = choose_threshold(
+            y_val, p_val, spec.threshold_strategy, spec.budget
+        )
+    return out, thresholds
+
+
+def calibration_summary(
+    choices: dict[str, Choice], metrics: dict[str, dict[str, dict[str, float]]]
+) -> str:
+    """Chosen method per algorithm and Brier / ECE before -> after calibration."""
+    lines = ["calibration (chosen on validation by cross-validated log loss):"]
+    for algo, choice in choices.items():
+        cv = ", ".join(f"{m} {v:.4f}" for m, v in choice.cv_log_loss.items())
+        parts = [f"  {algo:<7}{choice.calibrator.method:<9}(cv log loss {cv})"]
+        for split in SPLITS:
+            raw, cal = metrics[split][algo + RAW], metrics[split][algo]
+            parts.append(
+                f"{split} brier {raw['brier']:.4f} -> {cal['brier']:.4f}, "
+                f"ece {raw['ece']:.4f} -> {cal['ece']:.4f}"
+            )
+        lines.append("; ".join(parts))
+    return "\n".join(lines)
+
+
 def evaluation_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
-    cols = ["roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall", "f1", "threshold"]
-    lines = [f"{'split':<11}{'model':<10}" + "".join(f"{c:>10}" for c in cols)]
+    cols = [
+        "roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1", "threshold"
+    ]  # fmt: skip
+    lines = [f"{'split':<11}{'model':<12}" + "".join(f"{c:>10}" for c in cols)]
     for split, by_algo in metrics.items():
         for algo, m in by_algo.items():
-            lines.append(f"{split:<11}{algo:<10}" + "".join(f"{m[c]:>10.4f}" for c in cols))
+            lines.append(f"{split:<11}{algo:<12}" + "".join(f"{m[c]:>10.4f}" for c in cols))
     return "\n".join(lines)
 
 
@@ -87,13 +213,28 @@ def metric_rows(
     run_id: str,
     metrics: dict[str, dict[str, dict[str, float]]],
     importance: dict[str, float],
+    comparisons: dict[str, Comparison],
 ) -> list[tuple[Any, ...]]:
+    """Figures with intervals and paired differences from ``comparisons``; every other
+    figure (thresholds, precision at the threshold, importance) as a plain value."""
     now = dt.datetime.now(dt.UTC)
     rows = [
+        row
+        for comparison in comparisons.values()
+        for row in comparison_rows(spec.name, version, comparison, run_id, now)
+    ]
+    with_ci = {
+        (split, algo, m)
+        for split, comparison in comparisons.items()
+        for algo, by_metric in comparison.intervals.items()
+        for m in by_metric
+    }
+    rows += [
         metric_row(spec.name, version, algo, split, metric, value, run_id, now)
         for split, by_algo in metrics.items()
         for algo, values in by_algo.items()
         for metric, value in values.items()
+        if (split, algo, metric) not in with_ci
     ]
     rows += [
         metric_row(spec.name, version, "dnn", "test", f"importance:{name}", v, run_id, now)
@@ -157,6 +298,7 @@ def body(ctx: JobContext) -> None:
             checkpoint_dir=str(mv.path / "checkpoints"),
         )
         scored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {"dnn": {}}
+        users = {split: split_users(frames[split]) for split in SPLITS}
         for split in SPLITS:
             scored["dnn"][split] = collect_scores(predict_column(spark, frames[split], dnn))
         predicted = baselines.fit_predict(
@@ -164,16 +306,24 @@ def body(ctx: JobContext) -> None:
         )
         for algo, frames_by_split in predicted.items():
             scored[algo] = {s: collect_scores(df) for s, df in frames_by_split.items()}
+        choices = calibrate(scored, spec.calibration)
+        evaluated, thresholds = calibrated_scores(scored, choices, spec)
         metrics: dict[str, dict[str, dict[str, float]]] = {s: {} for s in SPLITS}
-        for algo, by_split in scored.items():
-            y_val, p_val = by_split["validation"]
-            threshold = choose_threshold(y_val, p_val, spec.threshold_strategy, spec.budget)
+        for algo, by_split in evaluated.items():
             for split in SPLITS:
                 y, p = by_split[split]
-                metrics[split][algo] = evaluate(y, p, threshold)
+                metrics[split][algo] = evaluate(y, p, thresholds[algo])
         y_train = np.r_[np.zeros(counts[("train", 0)]), np.ones(counts[("train", 1)])]
         for split in SPLITS:
             metrics[split]["constant"] = constant_baseline(y_train, scored["dnn"][split][0])
+        constant = {s: np.full(users[s].size, float(y_train.mean())) for s in SPLITS}
+        comparisons = compare_models(
+            evaluated,
+            constant,
+            users,
+            [str(m) for m in ctx.cfg.get("evaluation.classifier_metrics")],
+            BootstrapSettings.from_config(ctx.cfg),
+        )
         importance = permutation_importance(
             frames["test"],
             len(names),
@@ -183,7 +333,17 @@ def body(ctx: JobContext) -> None:
             max_rows=spec.importance_rows,
         )
         save_version(
-            mv.path, dnn, transform, spec, params, metrics, importance, scored, ts_version, counts
+            mv.path,
+            dnn,
+            transform,
+            spec,
+            params,
+            metrics,
+            importance,
+            evaluated,
+            choices,
+            ts_version,
+            counts,
         )
     except BaseException:
         registry.discard(mv)
@@ -192,7 +352,7 @@ def body(ctx: JobContext) -> None:
     promoted, before = registry.promote_if_not_worse(
         mv, spec.promotion_metric, test_value, spec.promotion_min_delta
     )
-    rows = metric_rows(spec, mv.version, ctx.run.run_id, metrics, importance)
+    rows = metric_rows(spec, mv.version, ctx.run.run_id, metrics, importance, comparisons)
     write_metrics(lake, rows)
     data.unpersist()
     table = evaluation_table(metrics)
@@ -200,13 +360,17 @@ def body(ctx: JobContext) -> None:
     previous = "" if before is None else f"; previous test {spec.promotion_metric} {before:.4f}"
     print(f"\nmodel {spec.name} {mv.version} ({verdict}{previous})")
     print(table)
+    print(calibration_summary(choices, metrics))
+    print(comparison_table(comparisons["test"], list(comparisons["test"].intervals["dnn"])))
     top = sorted(importance.items(), key=lambda kv: -kv[1])[:8]
     print(
         "permutation importance (test ROC-AUC drop): " + ", ".join(f"{k} {v:.4f}" for k, v in top)
     )
     ctx.run.rows_read = int(sum(counts.values()))
     ctx.run.rows_written = len(rows)
-    ctx.run.metrics.update({f"test.{a}.roc_auc": m["roc_auc"] for a, m in metrics["test"].items()})
+    for algo, m in metrics["test"].items():
+        for name in ("roc_auc", "brier", "ece"):
+            ctx.run.metrics[f"test.{algo}.{name}"] = m[name]
     ctx.run.metrics["promoted"] = float(promoted)
     ctx.run.metrics["horovod_seconds"] = dnn.seconds
 
@@ -219,13 +383,22 @@ def save_version(
     params: Any,
     metrics: dict[str, Any],
     importance: dict[str, float],
-    scored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+    evaluated: Scored,
+    choices: dict[str, Choice],
     ts_version: int | None,
     counts: dict[tuple[str, int], int],
 ) -> None:
     dnn.build().save(path / "model.keras")
     (path / "transform.json").write_text(transform.to_json())
-    (path / "metrics.json").write_text(json.dumps({**metrics, "importance": importance}, indent=2))
+    calibrator: Calibrator = choices["dnn"].calibrator
+    (path / "calibration.json").write_text(calibrator.to_json())
+    chosen = {
+        algo: {"method": c.calibrator.method, "cv_log_loss": c.cv_log_loss}
+        for algo, c in choices.items()
+    }
+    (path / "metrics.json").write_text(
+        json.dumps({**metrics, "importance": importance, "calibration": chosen}, indent=2)
+    )
     (path / "params.json").write_text(
         json.dumps(
             {
@@ -234,6 +407,12 @@ def save_version(
                 "lookback_days": spec.lookback_days,
                 "horizon_days": spec.horizon_days,
                 "population": spec.population,
+                "calibration": {
+                    "method": calibrator.method,
+                    "methods": list(spec.calibration.methods),
+                    "folds": spec.calibration.folds,
+                    "seed": spec.calibration.seed,
+                },
                 "dnn": params.__dict__,
                 "training_set_version": ts_version,
                 "code_version": code_version(),
@@ -248,15 +427,16 @@ def save_version(
             default=str,
         )
     )
-    y, _ = scored["dnn"]["test"]
-    lift_table(y, scored["dnn"]["test"][1]).to_csv(path / "lift_test.csv", index=False)
-    calibration_table(y, scored["dnn"]["test"][1]).to_csv(
-        path / "calibration_test.csv", index=False
+    y, p = evaluated["dnn"]["test"]
+    lift_table(y, p).to_csv(path / "lift_test.csv", index=False)
+    calibration_table(y, p).to_csv(path / "calibration_test.csv", index=False)
+    calibration_table(y, evaluated["dnn" + RAW]["test"][1]).to_csv(
+        path / "calibration_test_raw.csv", index=False
     )
     pd.DataFrame(
         [{"split": s, "model": a, **m} for s, by in metrics.items() for a, m in by.items()]
     ).to_csv(path / "evaluation.csv", index=False)
-    plot_curves(y, {algo: by["test"][1] for algo, by in scored.items()}, path)
+    plot_curves(y, {algo: by["test"][1] for algo, by in evaluated.items()}, path)
 
 
 def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:

@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shopperlake.cli import JobContext, job_main
-from shopperlake.errors import InputError
+from shopperlake.errors import ConfigError, InputError
 from shopperlake.ml.petastorm_io import use_cache_dir
 from shopperlake.ml.registry import ModelVersion, Registry, registry_root
 from shopperlake.model_metrics import (
@@ -162,13 +162,44 @@ def split_inputs(
     )
 
 
+@dataclass(frozen=True)
+class TimeWindows:
+    """Days of the time protocol. Validation: serve as of ``validation_start``, relevant items
+    from ``(validation_start, holdout_start]``. Holdout: serve as of ``holdout_start``, relevant
+    items from ``(holdout_start, as_of]``."""
+
+    validation_start: dt.date
+    holdout_start: dt.date
+    as_of: dt.date
+
+    def __post_init__(self) -> None:
+        # Every tuned choice (EASE λ, blend) sees events up to the end of holdout_start at
+        # most: the validation window must be non-empty and end before the holdout starts.
+        if not self.validation_start < self.holdout_start < self.as_of:
+            raise ConfigError(
+                f"time protocol: the validation window ({self.validation_start}, "
+                f"{self.holdout_start}] must be non-empty and end on or before the holdout "
+                f"({self.holdout_start}, {self.as_of}] starts (check recommender.holdout_days "
+                "and recommender.validation_days, both >= 1)"
+            )
+
+
+def time_windows(as_of: dt.date, params: RecParams) -> TimeWindows:
+    """The time protocol's windows: holdout the last ``holdout_days`` up to ``as_of``,
+    validation the ``validation_days`` before it (checked by :class:`TimeWindows`)."""
+    holdout_start = as_of - dt.timedelta(days=params.holdout_days)
+    validation_start = holdout_start - dt.timedelta(days=params.validation_days)
+    return TimeWindows(validation_start, holdout_start, as_of)
+
+
 def validation_time(
-    ctx: JobContext, events: DataFrame, catalog: DataFrame, cutoff: dt.date, params: RecParams
+    ctx: JobContext, events: DataFrame, catalog: DataFrame, windows: TimeWindows, params: RecParams
 ) -> Validation:
-    """Serve as of ``cutoff - V`` (its profile snapshot), rank the purchases of the next V days."""
-    start = cutoff - dt.timedelta(days=params.validation_days)
+    """Serve as of ``validation_start`` (its profile snapshot), rank the purchases up to the
+    holdout start: no event of the holdout reaches inputs or truth."""
+    start, end = windows.validation_start, windows.holdout_start
     inp = time_inputs(ctx, events, catalog, start, params)
-    truth = truth_window(events, start, cutoff, params.truth_event_types).join(
+    truth = truth_window(events, start, end, params.truth_event_types).join(
         inp.users.select("user_id"), "user_id"
     )
     return Validation(inp, truth)
@@ -284,8 +315,11 @@ def evaluate_time(
 ) -> Evaluated:
     """Fit on interactions up to ``as_of - H``, evaluate on the purchases of the last H days;
     tuned on the V days before the cutoff."""
-    cutoff = as_of - dt.timedelta(days=params.holdout_days)
-    tuning = tune(ctx.spark, validation_time(ctx, events, catalog, cutoff, params), catalog, params)
+    windows = time_windows(as_of, params)
+    cutoff = windows.holdout_start
+    tuning = tune(
+        ctx.spark, validation_time(ctx, events, catalog, windows, params), catalog, params
+    )
     inp = time_inputs(ctx, events, catalog, cutoff, params)
     truth = truth_window(events, cutoff, as_of, params.truth_event_types).join(
         inp.users.select("user_id"), "user_id"
