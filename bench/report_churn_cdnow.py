@@ -58,6 +58,7 @@ class Design:
         ]  # fmt: skip
 
 
+MODELS = ("dnn", "dnn_raw", "logreg", "logreg_raw", "gbt", "gbt_raw")
 DESIGNS = {
     "rolling": Design(
         "rolling", dt.date(1998, 3, 31), 90, 180, "1997-06-30,1997-09-30,1997-12-31,1998-03-31"
@@ -88,12 +89,15 @@ def main() -> int:
     from lifetimes import BetaGeoFitter
     from lifetimes.utils import summary_data_from_transaction_data
 
+    from shopperlake.bootstrap import metric_stat
     from shopperlake.config import load_config
     from shopperlake.evaluation import brier, expected_calibration_error, roc_auc
     from shopperlake.ingest.job import main as ingest
     from shopperlake.lake import Lake
+    from shopperlake.ml.registry import Registry, registry_root
     from shopperlake.ml.train import main as train
     from shopperlake.ml.training_set import main as build_training_set
+    from shopperlake.model_metrics import BootstrapSettings, compare, comparison_table
     from shopperlake.session import build_session
 
     if not args.reuse:
@@ -114,13 +118,8 @@ def main() -> int:
     lake = Lake.from_config(spark, cfg, lake_root)
     latest = lake.read("gold.model_metrics").where("model = 'churn'").agg({"version": "max"})
     version = latest.first()[0]  # type: ignore[index]
-    metrics = lake.read("gold.model_metrics").where(
-        f"model = 'churn' AND version = '{version}' AND split = 'test' "
-        "AND metric IN ('roc_auc', 'brier', 'ece') AND reference IS NULL"
-    )
-    table: dict[str, dict[str, float]] = {}
-    for r in metrics.collect():
-        table.setdefault(r["algorithm"], {})[r["metric"]] = r["value"]
+    mv = Registry(registry_root(lake.root)).get("churn", version)
+    predictions = pd.read_csv(mv.path / "predictions_test.csv", dtype={"user_id": str})
 
     # BG/NBD on the calibration period: every transaction on or before the test cutoff.
     tx = (
@@ -141,38 +140,38 @@ def main() -> int:
     )
     bgf = BetaGeoFitter(penalizer_coef=0.0)
     bgf.fit(summary["frequency"], summary["recency"], summary["T"])
-    test = lake.read("gold.training_sets").where("model = 'churn' AND split = 'test'")
-    test_pd = test.select("user_id", "label").toPandas().set_index("user_id")
-    s = summary.loc[test_pd.index]
-    y = test_pd["label"].to_numpy()
+    sets = lake.read("gold.training_sets").where("model = 'churn'")
+    base_rate = float(sets.where("split = 'train'").agg({"label": "avg"}).first()[0])  # type: ignore[index]
+    predictions = predictions.set_index("user_id")
+    s = summary.loc[predictions.index]
+    y = predictions["label"].to_numpy(dtype=int)
     expected = bgf.conditional_expected_number_of_purchases_up_to_time(
         design.horizon, s["frequency"], s["recency"], s["T"]
     )
     alive = bgf.conditional_probability_alive(s["frequency"], s["recency"], s["T"])
     quiet = bgnbd_p_no_purchase(bgf, design.horizon, s["frequency"], s["recency"], s["T"])
-    table["bgnbd_expected_purchases"] = {"roc_auc": roc_auc(y, -np.asarray(expected, float))}
-    table["bgnbd_p_alive"] = {"roc_auc": roc_auc(y, 1 - np.asarray(alive, dtype=float))}
-    table["bgnbd_p_no_purchase"] = {
-        "roc_auc": roc_auc(y, quiet),
-        "brier": brier(y, quiet),
-        "ece": expected_calibration_error(y, quiet),
+    probabilities = {
+        **{a: predictions[a].to_numpy(dtype=float) for a in MODELS},
+        "bgnbd_p_no_purchase": quiet,
+        "constant": np.full(y.size, base_rate),
     }
+    rankings = {
+        "bgnbd_expected_purchases": -np.asarray(expected, dtype=float),
+        "bgnbd_p_alive": 1 - np.asarray(alive, dtype=float),
+    }
+    fns = {"roc_auc": roc_auc, "brier": brier, "ece": expected_calibration_error}
+    stats = {a: {m: metric_stat(f, y, p) for m, f in fns.items()} for a, p in probabilities.items()}
+    stats.update({a: {"roc_auc": metric_stat(roc_auc, y, p)} for a, p in rankings.items()})
+    settings = BootstrapSettings.from_config(cfg)
+    comparison = compare(stats, y.size, "dnn", "test", settings)
     elapsed = time.monotonic() - started
     print()
     print(
         f"CDNOW churn, {design.name} design, test cutoff {design.test_cutoff} (horizon "
         f"{design.horizon} d, lookback {design.lookback} d): {len(y):,} test users, churn rate "
-        f"{y.mean():.3f}; model {version}"
+        f"{y.mean():.3f}; model {version}; {settings.resamples} bootstrap resamples of users"
     )
-    print(f"  {'model':<26}{'ROC-AUC':>10}{'Brier':>10}{'ECE':>10}")
-    names = ["dnn", "dnn_raw", "logreg", "logreg_raw", "gbt", "gbt_raw", "bgnbd_p_no_purchase",
-             "bgnbd_expected_purchases", "bgnbd_p_alive", "constant"]  # fmt: skip
-    for name in names:
-        row = table.get(name, {})
-        cells = "".join(
-            f"{row[m]:>10.4f}" if m in row else f"{'':>10}" for m in ("roc_auc", "brier", "ece")
-        )
-        print(f"  {name:<26}{cells}")
+    print(comparison_table(comparison, list(fns)))
     print(f"(wall time {elapsed:.0f}s)")
     spark.stop()
     return 0

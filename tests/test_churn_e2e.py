@@ -120,6 +120,7 @@ def test_horovod_dnn_beats_constant_and_is_registered(trained: Trained) -> None:
         "lift_test.csv",
         "calibration_test.csv",
         "calibration_test_raw.csv",
+        "predictions_test.csv",
         "roc.png",
         "pr.png",
         "lift.png",

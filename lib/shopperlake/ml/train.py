@@ -344,6 +344,7 @@ def body(ctx: JobContext) -> None:
             choices,
             ts_version,
             counts,
+            users["test"],
         )
     except BaseException:
         registry.discard(mv)
@@ -387,6 +388,7 @@ def save_version(
     choices: dict[str, Choice],
     ts_version: int | None,
     counts: dict[tuple[str, int], int],
+    test_users: np.ndarray,
 ) -> None:
     dnn.build().save(path / "model.keras")
     (path / "transform.json").write_text(transform.to_json())
@@ -428,6 +430,15 @@ def save_version(
         )
     )
     y, p = evaluated["dnn"]["test"]
+    # Per-user test scores of every algorithm: later comparisons (BG/NBD in the CDNOW report,
+    # other models) pair with them user by user.
+    pd.DataFrame(
+        {
+            "user_id": test_users,
+            "label": y,
+            **{algo: by_split["test"][1] for algo, by_split in evaluated.items()},
+        }
+    ).to_csv(path / "predictions_test.csv", index=False)
     lift_table(y, p).to_csv(path / "lift_test.csv", index=False)
     calibration_table(y, p).to_csv(path / "calibration_test.csv", index=False)
     calibration_table(y, evaluated["dnn" + RAW]["test"][1]).to_csv(
