@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql.types import (
     ArrayType,
+    BooleanType,
     DateType,
     DoubleType,
     IntegerType,
@@ -53,6 +54,16 @@ EVENTS = StructType(
         StructField("source", StringType(), False),
         StructField("ingest_run_id", StringType(), False),
     ]
+)
+
+# Type-2 history of bronze.items / bronze.users: every version of a key's attributes is a row,
+# valid over [valid_from, valid_to) (null valid_from: since the beginning; null valid_to: still
+# valid), and exactly one row per key is current (the one with a null valid_to).
+VALID_FROM, VALID_TO, IS_CURRENT = "valid_from", "valid_to", "is_current"
+VERSION_FIELDS = (
+    StructField(VALID_FROM, TimestampType(), True),
+    StructField(VALID_TO, TimestampType(), True),
+    StructField(IS_CURRENT, BooleanType(), False),
 )
 
 ITEMS = StructType(
