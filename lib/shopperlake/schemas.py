@@ -73,6 +73,7 @@ ITEMS = StructType(
         StructField("brand", StringType(), True),
         StructField("price", DoubleType(), True),
         StructField("title", StringType(), True),
+        *VERSION_FIELDS,
         StructField("source", StringType(), False),
         StructField("updated_run_id", StringType(), False),
     ]
@@ -84,6 +85,7 @@ USERS = StructType(
         StructField("signup_date", DateType(), True),
         StructField("country", StringType(), True),
         StructField("age_band", StringType(), True),
+        *VERSION_FIELDS,
         StructField("source", StringType(), False),
         StructField("updated_run_id", StringType(), False),
     ]
