@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from pyspark.sql import Row, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -48,7 +49,7 @@ CUSTOM_LINES = [
 
 def write_custom(tmp_path: Path, lines: list[str], name: str = "shop.csv") -> Path:
     folder = tmp_path / "raw"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text("\n".join([HEADER, *lines]) + "\n")
     return folder
 
@@ -267,23 +268,40 @@ def test_synthetic_json_items_users_upsert_and_pii(
     assert users.select("user_id", "signup_date", "country").collect() == [
         Row(user_id="u1", signup_date=dt.date(2023, 12, 1), country="DE")
     ]
-    # Price change for i2 only: one update, one unchanged duplicate.
+    # Price change for i2 only, ingested as of 02-15: i2's version closes at the end of that
+    # day and a new one starts there; i1 is an unchanged duplicate.
     items_v2 = [items_v1[0], {**items_v1[1], "price": 4.0}]
     (root / "items" / "part-0.json").write_text("\n".join(json.dumps(i) for i in items_v2))
     assert (
         run_ingest(
-            lake_root, "--source", "synthetic", "--input", str(root), "--as-of", "2024-01-31"
+            lake_root, "--source", "synthetic", "--input", str(root), "--as-of", "2024-02-15"
         )
         == 0
     )
     run = last_run(lake)
     assert run.metrics["items.rows_written"] == 1.0
     assert run.metrics["items.rows_duplicate"] == 1.0
+    assert run.metrics["items.versions_closed"] == 1.0
     assert run.metrics["events.rows_written"] == 0.0
-    assert {(r.item_id, r.price) for r in lake.read("bronze.items").collect()} == {
-        ("i1", 9.5),
-        ("i2", 4.0),
-    }
+    change = dt.datetime(2024, 2, 16, tzinfo=UTC)
+    assertDataFrameEqual(
+        lake.read("bronze.items").select(
+            "item_id", "price", "valid_from", "valid_to", "is_current", "source"
+        ),
+        spark.createDataFrame(
+            [
+                ("i1", 9.5, None, None, True, "synthetic"),
+                ("i2", 3.0, None, change, False, "synthetic"),
+                ("i2", 4.0, change, None, True, "synthetic"),
+            ],
+            "item_id string, price double, valid_from timestamp, valid_to timestamp, "
+            "is_current boolean, source string",
+        ),
+    )
+    # the closed version names the run that closed it, the new one the run that wrote it
+    assert {
+        r.updated_run_id for r in lake.read("bronze.items").where("item_id = 'i2'").collect()
+    } == {run.run_id}
 
 
 INSTACART = [
@@ -462,3 +480,116 @@ def test_pseudonymised_user_ids_are_keyed_hashes(
     # Re-ingest with the same key is a no-op (same pseudonyms, same keys).
     assert run_ingest(lake_root, *args, on) == 0
     assert last_run(lake).metrics["events.rows_written"] == 0.0
+
+
+# -- row accounting: every term measured on its own -----------------------------------------------
+
+
+def test_each_accounting_term_is_measured(
+    spark: SparkSession, lake: Lake, lake_root: str, tmp_path: Path
+) -> None:
+    day1 = write_custom(tmp_path / "day1", [CUSTOM_LINES[0][0]])  # e1
+    args = ("--source", "custom", "--as-of", "2024-06-30")
+    assert run_ingest(lake_root, *args, "--input", str(day1)) == 0
+    # e1 again (already in the table), e2 and e3 twice each (2 repeats in the batch), e5
+    # has no user (1 bad row): 6 read = 2 written + (2 + 1) duplicate + 1 quarantined.
+    e2, e3, e5 = CUSTOM_LINES[1][0], CUSTOM_LINES[2][0], CUSTOM_LINES[4][0]
+    e2_again = e2.replace("10:05:00", "10:06:00")  # same id, other content: still a repeat
+    day2 = write_custom(tmp_path / "day2", [CUSTOM_LINES[0][0], e2, e2_again, e3, e3, e5])
+    assert run_ingest(lake_root, *args, "--input", str(day2)) == 0
+    terms = ("rows_read", "rows_written", "repeated", "present", "quarantine_inserted",
+             "quarantine_present", "rows_duplicate", "rows_quarantined")  # fmt: skip
+    run = last_run(lake)
+    assert [run.metrics[f"events.{t}"] for t in terms] == [6, 2, 2, 1, 1, 0, 3, 1]
+    assert (run.rows_read, run.rows_written, run.rows_duplicate, run.rows_quarantined) == (
+        6, 2, 3, 1,
+    )  # fmt: skip
+    # the same batch again: nothing new, e1-e3 present, the bad row already quarantined
+    assert run_ingest(lake_root, *args, "--input", str(day2)) == 0
+    run = last_run(lake)
+    assert [run.metrics[f"events.{t}"] for t in terms] == [6, 0, 2, 3, 0, 1, 5, 1]
+    assertDataFrameEqual(
+        lake.read("bronze.events").select("event_id"), [Row("e1"), Row("e2"), Row("e3")]
+    )
+    assert lake.read("bronze.quarantine").count() == 1
+
+
+def _users_root(tmp_path: Path, users: list[dict[str, str]]) -> Path:
+    root = tmp_path / "syn"
+    for sub in ("events", "users"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    event = {"event_id": "a1", "user_id": "u1", "ts": "2024-01-05T13:45:12Z",
+             "event_type": "search", "query": "shoes"}  # fmt: skip
+    (root / "events" / "part-0.json").write_text(json.dumps(event) + "\n")
+    (root / "users" / "part-0.json").write_text("\n".join(json.dumps(u) for u in users))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("entity", "lost", "message"),
+    [
+        (
+            "events",
+            "e2",
+            # e1 present, e3 written, e2 dropped before the MERGE, e5 quarantined
+            "row accounting mismatch for events: read 4 != written 1 + duplicate 1 (0 "
+            "repeated in the batch, 1 already in bronze.events) + quarantined 1 (1 inserted, "
+            "0 already in bronze.quarantine): 1 row(s) unaccounted for",
+        ),
+        (
+            "users",
+            "u2",
+            # u1 unchanged (present), u3 written, u2 (a change) dropped before the MERGE
+            "row accounting mismatch for users: read 3 != written 1 + duplicate 1 (0 "
+            "repeated in the batch, 1 already in bronze.users) + quarantined 0 (0 inserted, "
+            "0 already in bronze.quarantine): 1 row(s) unaccounted for",
+        ),
+    ],
+)
+def test_a_lost_row_fails_the_ingest_and_rolls_back(
+    spark: SparkSession,
+    lake: Lake,
+    lake_root: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    entity: str,
+    lost: str,
+    message: str,
+) -> None:
+    import shopperlake.ingest.job as job
+
+    if entity == "events":
+        first = write_custom(tmp_path / "day1", [CUSTOM_LINES[0][0]])
+        lines = [CUSTOM_LINES[i][0] for i in (0, 1, 2, 4)]  # e1, e2, e3, e5 (bad)
+        second = write_custom(tmp_path / "day2", lines)
+        args = ("--source", "custom", "--as-of", "2024-06-30")
+    else:
+        u1 = {"user_id": "u1", "country": "DE"}
+        first = _users_root(tmp_path / "day1", [u1, {"user_id": "u2", "country": "FR"}])
+        second = _users_root(
+            tmp_path / "day2",
+            [u1, {"user_id": "u2", "country": "AT"}, {"user_id": "u3", "country": "IT"}],
+        )
+        args = ("--source", "synthetic", "--as-of", "2024-01-31")
+    assert run_ingest(lake_root, *args, "--input", str(first)) == 0
+    tables = ("bronze.events", "bronze.users", "bronze.quarantine")
+    before = {t: lake.read(t).collect() for t in tables if lake.exists(t)}
+
+    # The planted loss: one valid row vanishes between validation and the MERGE.
+    key = job.KEYS[entity]
+    original = job.bronze_rows
+
+    def leaky(firsts: DataFrame, kind: str, *rest: Any) -> DataFrame:
+        rows = original(firsts, kind, *rest)
+        return rows.where(F.col(key) != lost) if kind == entity else rows
+
+    monkeypatch.setattr(job, "bronze_rows", leaky)
+    assert run_ingest(lake_root, *args, "--input", str(second)) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"shopperlake ingest: error: {message}"
+    )
+    for table, rows in before.items():  # every table back at its previous content
+        assertDataFrameEqual(lake.read(table), rows)
+    failed = last_run(lake)
+    assert (failed.status, failed.error) == ("failed", message)

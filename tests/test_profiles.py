@@ -4,6 +4,7 @@ comments), tags, the lifetimes oracle on CDNOW, leakage and idempotency of the j
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -114,19 +115,36 @@ def events_frame(spark: SparkSession, rows: list[tuple[Any, ...]]) -> DataFrame:
     ).select(*EVENTS.fieldNames())
 
 
+VERSIONS = "valid_from timestamp, valid_to timestamp, is_current boolean"
+ALWAYS = (None, None, True)  # the only version, valid since the beginning
+
+
 @pytest.fixture(scope="module")
 def items(spark: SparkSession) -> DataFrame:
+    """bronze.items with history: as of 03-31 i1 is in A (it was Z before 02-01 and becomes
+    Q on 04-05)."""
     return spark.createDataFrame(
-        [("i1", "A", 10.0), ("i2", "B", 30.0), ("i3", "A", 12.0)],
-        "item_id string, category string, price double",
+        [
+            ("i1", "Z", 10.0, None, t(2, 1), False),
+            ("i1", "A", 10.0, t(2, 1), t(4, 5), False),
+            ("i1", "Q", 10.0, t(4, 5), None, True),
+            ("i2", "B", 30.0, *ALWAYS),
+            ("i3", "A", 12.0, *ALWAYS),
+        ],
+        f"item_id string, category string, price double, {VERSIONS}",
     )
 
 
 @pytest.fixture(scope="module")
 def users(spark: SparkSession) -> DataFrame:
+    """bronze.users with history: u1 moved from GB to US on 03-01, u9 has no events."""
     return spark.createDataFrame(
-        [("u1", dt.date(2024, 1, 1), "US", "25-34"), ("u9", dt.date(2024, 2, 1), "DE", None)],
-        "user_id string, signup_date date, country string, age_band string",
+        [
+            ("u1", dt.date(2024, 1, 1), "GB", "25-34", None, t(3, 1), False),
+            ("u1", dt.date(2024, 1, 1), "US", "25-34", t(3, 1), None, True),
+            ("u9", dt.date(2024, 2, 1), "DE", None, *ALWAYS),
+        ],
+        f"user_id string, signup_date date, country string, age_band string, {VERSIONS}",
     )
 
 
@@ -433,3 +451,43 @@ def test_rerun_is_idempotent_and_logged(
 def test_missing_as_of_is_a_clear_error(lake_root: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert build_profiles_job(job_args(lake_root)) == 2
     assert "needs --as-of YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_snapshots_read_attributes_as_of_their_date(
+    spark: SparkSession, lake: Lake, lake_root: str, tmp_path: Path
+) -> None:
+    """u1 moves from DE to FR and item i1 from category A to B, both ingested as of 02-29:
+    the snapshot of 01-31, built afterwards, still sees DE and A; the one of 02-29 FR and B."""
+    root = tmp_path / "syn"
+    for sub in ("events", "items", "users"):
+        (root / sub).mkdir(parents=True)
+    # one view of i1 without a category: the profile takes it from bronze.items
+    event = {"event_id": "a1", "user_id": "u1", "ts": "2024-01-10T09:00:00Z",
+             "event_type": "view", "item_id": "i1"}  # fmt: skip
+    (root / "events" / "part-0.json").write_text(json.dumps(event))
+
+    def load(country: str, category: str, as_of: str) -> None:
+        user = {"user_id": "u1", "signup_date": "2023-12-01", "country": country,
+                "age_band": "25-34"}  # fmt: skip
+        (root / "users" / "part-0.json").write_text(json.dumps(user))
+        (root / "items" / "part-0.json").write_text(
+            json.dumps({"item_id": "i1", "category": category, "price": 5.0})
+        )
+        args = ["--source", "synthetic", "--input", str(root), "--as-of", as_of]
+        assert ingest(job_args(lake_root, *args)) == 0
+
+    load("DE", "A", "2024-01-31")
+    load("FR", "B", "2024-02-29")
+    assert run_job(lake_root, "2024-01-31") == 0
+    assert run_job(lake_root, "2024-02-29") == 0
+    got = lake.read("gold.user_profiles").select(
+        "user_id", "as_of_date", "signup_date", "country", "age_band", "category_shares"
+    )
+    signup = dt.date(2023, 12, 1)
+    assertDataFrameEqual(
+        got,
+        [
+            Row("u1", dt.date(2024, 1, 31), signup, "DE", "25-34", {"A": 1.0}),
+            Row("u1", dt.date(2024, 2, 29), signup, "FR", "25-34", {"B": 1.0}),
+        ],
+    )

@@ -1,6 +1,7 @@
 """``build_profiles --as-of D``: ``bronze.events`` (+ items, users) → ``gold.user_profiles``.
 
-Point-in-time: only events strictly before the end of day D are read. The snapshot of D is
+Point-in-time: only events strictly before the end of day D are read, and user attributes and
+item categories are the versions valid at the end of day D. The snapshot of D is
 written with ``replaceWhere as_of_date = D``: re-running D replaces exactly that snapshot and
 older snapshots stay (point-in-time training sets read them).
 """
@@ -73,7 +74,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _optional(ctx: JobContext, name: str) -> DataFrame | None:
-    return ctx.lake.read(name) if ctx.lake.exists(name) else None
+    """``bronze.items`` / ``bronze.users`` with their history, or None when absent."""
+    if not ctx.lake.exists(name):
+        return None
+    ctx.lake.require_schema(name)
+    return ctx.lake.read(name)
 
 
 def body(ctx: JobContext) -> int:

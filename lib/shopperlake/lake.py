@@ -27,7 +27,7 @@ from pyspark.sql.utils import AnalysisException
 
 from shopperlake.config import Config, load_yaml_text, read_conf_text
 from shopperlake.errors import ConfigError, LakeError, SchemaError
-from shopperlake.schemas import SCHEMAS
+from shopperlake.schemas import IS_CURRENT, SCHEMAS, VALID_FROM, VALID_TO
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
@@ -275,14 +275,110 @@ class Lake:
             merger.execute()
         except Exception as exc:
             raise LakeError(f"MERGE into '{name}' failed: {exc}") from exc
-        # A MERGE that changes nothing commits nothing: the last commit is then someone else's.
-        metrics = self.last_commit_metrics(name) if self.version(name) != before else {}
-        self._record_output(name)
-        return {
-            "inserted": int(metrics.get("numTargetRowsInserted", 0)),
-            "updated": int(metrics.get("numTargetRowsUpdated", 0)),
-            "source_rows": int(metrics.get("numSourceRows", 0)),
-        }
+        return self._merge_counts(name, before)
+
+    def merge_versions(
+        self,
+        name: str,
+        df: DataFrame,
+        keys: Sequence[str],
+        compare: Sequence[str],
+        changed_at: dt.datetime,
+        touch: Sequence[str] = (),
+    ) -> dict[str, int]:
+        """Type-2 MERGE of ``df`` (one row per key, the table's columns but ``valid_to`` and
+        ``is_current``; ``valid_from`` = the source's attribute timestamp, or null) into the
+        history table ``name``, matched on ``keys`` and the current row.
+
+        A new key inserts a current row valid from its ``valid_from`` (null: since the
+        beginning). A key whose current row differs in a ``compare`` column (null-safe) gets
+        that row closed (``valid_to`` = the effective time, ``is_current`` false, ``touch``
+        columns taken from ``df``) and a new current row valid from the effective time: the
+        row's ``valid_from``, else ``changed_at``, but never before the closed row's start (an
+        earlier or equal time corrects the current version and leaves an empty interval). An
+        unchanged key does nothing, so re-merging the same rows changes no content.
+
+        One MERGE of the staged rows (rows to close, keyed; new versions, with a null key so
+        they never match). Returns inserted (new keys + new versions) and updated (closed
+        versions) from the commit's metrics.
+        """
+        spec = self.spec(name)
+        self.create(name)
+        self.require_schema(name)
+        for column in (VALID_FROM, VALID_TO, IS_CURRENT, *keys, *compare, *touch):
+            if column not in spec.schema.fieldNames():
+                raise SchemaError(f"'{name}' has no column '{column}' for a versioned MERGE")
+        rows = conform(
+            df.withColumns({VALID_TO: F.lit(None).cast("timestamp"), IS_CURRENT: F.lit(True)}),
+            spec.schema,
+        )
+        current = (
+            self.read(name)
+            .where(F.col(IS_CURRENT))
+            .select(
+                *keys,
+                F.lit(True).alias("_t_exists"),
+                F.col(VALID_FROM).alias("_t_from"),
+                *[F.col(c).alias(f"_t_{c}") for c in compare],
+            )
+        )
+        staged = rows.join(current, on=list(keys), how="left")
+        same = [F.col(c).eqNullSafe(F.col(f"_t_{c}")) for c in compare]
+        unchanged = F.lit(True)
+        for condition in same:
+            unchanged = unchanged & condition
+        exists = F.col("_t_exists").isNotNull()
+        effective = F.greatest(
+            F.coalesce(F.col(VALID_FROM), F.lit(changed_at).cast("timestamp")), F.col("_t_from")
+        )
+        staged = staged.where(~exists | ~unchanged).withColumn("_effective", effective)
+        merge_keys = [F.col(k).alias(f"_mk_{k}") for k in keys]
+        null_keys = [F.lit(None).cast(spec.schema[k].dataType).alias(f"_mk_{k}") for k in keys]
+        columns = spec.schema.fieldNames()
+        new_keys = staged.where(~exists).select(*columns, *merge_keys, "_effective")
+        to_close = staged.where(exists).select(*columns, *merge_keys, "_effective")
+        new_versions = staged.where(exists).select(
+            *[F.col("_effective").alias(c) if c == VALID_FROM else F.col(c) for c in columns],
+            *null_keys,
+            "_effective",
+        )
+        source = new_keys.unionByName(to_close).unionByName(new_versions)
+        cond = " AND ".join(f"t.`{k}` = s.`_mk_{k}`" for k in keys) + f" AND t.`{IS_CURRENT}`"
+        changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compare) or "false"
+        close: dict[str, str | Column] = {VALID_TO: "s._effective", IS_CURRENT: "false"}
+        close.update({c: f"s.`{c}`" for c in touch})
+        self._begin(name)
+        before = self.version(name)
+        merger = (
+            self._delta(name)
+            .alias("t")
+            .merge(source.alias("s"), cond)
+            .whenMatchedUpdate(condition=changed, set=close)
+            .whenNotMatchedInsert(values={c: f"s.`{c}`" for c in columns})
+        )
+        try:
+            merger.execute()
+        except Exception as exc:
+            raise LakeError(f"versioned MERGE into '{name}' failed: {exc}") from exc
+        return self._merge_counts(name, before)
+
+    def missing_columns(self, name: str) -> list[str]:
+        """Catalog-schema columns the existing table ``name`` lacks (none when it is absent)."""
+        if not self.exists(name):
+            return []
+        have = set(self._delta(name).toDF().columns)
+        return [c for c in self.spec(name).schema.fieldNames() if c not in have]
+
+    def require_schema(
+        self, name: str, fix: str = "re-ingest into a fresh lake (a new lake.root)"
+    ) -> None:
+        """Fail, naming the table and ``fix``, when ``name`` was created by an older schema."""
+        missing = self.missing_columns(name)
+        if missing:
+            raise SchemaError(
+                f"table '{name}' at {self.location(name)} lacks column(s) {', '.join(missing)} "
+                f"(created by an older ShopperLake): {fix}"
+            )
 
     def restore(self, name: str, version: int) -> None:
         self._delta(name).restoreToVersion(version)
@@ -315,6 +411,30 @@ class Lake:
             return DeltaTable.forPath(self.spark, spec.location)
         except AnalysisException as exc:
             raise LakeError(f"table '{name}' does not exist at {spec.location}") from exc
+
+    def _merge_counts(self, name: str, before: int | None) -> dict[str, int]:
+        """Rows the MERGE just run on ``name`` inserted / updated, from its commit's metrics.
+
+        A MERGE with nothing to change may commit nothing (the last commit is then someone
+        else's): that is a count of 0 for each. A commit without the metrics is an error,
+        never a silent 0."""
+        if self.version(name) == before:
+            self._record_output(name)
+            return {"inserted": 0, "updated": 0, "source_rows": 0}
+        metrics = self.last_commit_metrics(name)
+        self._record_output(name)
+        wanted = {
+            "inserted": "numTargetRowsInserted",
+            "updated": "numTargetRowsUpdated",
+            "source_rows": "numSourceRows",
+        }
+        absent = [metric for metric in wanted.values() if metric not in metrics]
+        if absent:
+            raise LakeError(
+                f"the MERGE commit of '{name}' has no {', '.join(absent)} metric(s): cannot "
+                "count its rows (is spark.databricks.delta.history.metricsEnabled off?)"
+            )
+        return {key: int(metrics[metric]) for key, metric in wanted.items()}
 
     def _begin(self, name: str) -> None:
         if self._txn and name not in self._txn[-1]:

@@ -34,6 +34,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from shopperlake.errors import ConfigError, SchemaError
+from shopperlake.schemas import IS_CURRENT, VALID_FROM, VALID_TO
 from shopperlake.sqlfiles import run_sql
 
 log = logging.getLogger(__name__)
@@ -119,9 +120,32 @@ def point_in_time(events: DataFrame, as_of: dt.date) -> DataFrame:
     )
 
 
+def attributes_as_of(dimension: DataFrame, as_of: dt.date, key: str) -> DataFrame:
+    """The version of every ``key`` of a history table (``bronze.users``, ``bronze.items``)
+    valid at the end of the as-of day, without the validity columns: one row per key.
+
+    Versions are half-open ``[valid_from, valid_to)`` (null ``valid_from``: since the
+    beginning; null ``valid_to``: still valid); the end of the day is the first instant after
+    it (00:00 UTC of the next day), where a change ingested with ``--as-of D`` takes effect,
+    so the snapshot of D sees what was loaded as of D and nothing loaded later."""
+    _require(dimension, (key, VALID_FROM, VALID_TO, IS_CURRENT), f"{key} attributes")
+    end = F.lit(end_of_day(as_of))
+    started = F.col(VALID_FROM).isNull() | (F.col(VALID_FROM) <= end)
+    not_ended = F.col(VALID_TO).isNull() | (F.col(VALID_TO) > end)
+    # intervals of one key never overlap; should they, the latest start wins
+    latest = Window.partitionBy(key).orderBy(F.col(VALID_FROM).desc_nulls_last())
+    return (
+        dimension.where(started & not_ended)
+        .withColumn("_version", F.row_number().over(latest))
+        .where(F.col("_version") == 1)
+        .drop("_version", VALID_FROM, VALID_TO, IS_CURRENT)
+    )
+
+
 def with_item_categories(grain: DataFrame, items: DataFrame | None) -> DataFrame:
     """Grain rows without a category take their item's category from the catalog (done on
-    the grain, not the raw events: only rows with a ``fill_item`` need the lookup)."""
+    the grain, not the raw events: only rows with a ``fill_item`` need the lookup).
+    ``items``: the catalog as of the snapshot (:func:`attributes_as_of`)."""
     if items is not None:
         catalog = (
             items.where(F.col("category").isNotNull())
@@ -419,11 +443,13 @@ def _activity_map(params: ProfileParams) -> Column:
 
 
 def profile_grain(events: DataFrame, as_of: dt.date, items: DataFrame | None = None) -> DataFrame:
-    """The point-in-time event grain, categories filled from ``items``, hash-partitioned by
+    """The point-in-time event grain, categories filled from ``items`` (``bronze.items``
+    with its history: the versions valid as of the snapshot are used), hash-partitioned by
     user: the one aggregation of raw events every rollup reads (a job persists it), and no
     per-user rollup needs another shuffle."""
     _require(events, EVENT_COLUMNS, "events")
-    return with_item_categories(event_grain(events, as_of), items).repartition("user_id")
+    catalog = None if items is None else attributes_as_of(items, as_of, "item_id")
+    return with_item_categories(event_grain(events, as_of), catalog).repartition("user_id")
 
 
 def build_profiles(
@@ -434,7 +460,9 @@ def build_profiles(
     users: DataFrame | None = None,
 ) -> DataFrame:
     """One row per user with any event before the end of ``as_of``: RFM, BTYD summary, window
-    activity, funnel, returns and reviews, affinities, dynamics (no tags: see apply_tags)."""
+    activity, funnel, returns and reviews, affinities, dynamics (no tags: see apply_tags).
+    ``items`` / ``users``: ``bronze.items`` / ``bronze.users`` with their history (read as of
+    ``as_of``)."""
     return assemble_profiles(profile_grain(events, as_of, items), as_of, params, users)
 
 
@@ -444,7 +472,8 @@ def assemble_profiles(
     params: ProfileParams | None = None,
     users: DataFrame | None = None,
 ) -> DataFrame:
-    """The profile columns from the event grain of :func:`profile_grain`."""
+    """The profile columns from the event grain of :func:`profile_grain`; ``users``
+    (``bronze.users`` with its history) adds the attributes valid as of the snapshot."""
     params = params or ProfileParams()
     order_rows = orders(grain)
     parts = [
@@ -457,8 +486,8 @@ def assemble_profiles(
     ]
     if users is not None:
         parts.append(
-            users.select("user_id", "signup_date", "country", "age_band").dropDuplicates(
-                ["user_id"]
+            attributes_as_of(users, as_of, "user_id").select(
+                "user_id", "signup_date", "country", "age_band"
             )
         )
     profile = activity_rollup(grain, as_of, params)

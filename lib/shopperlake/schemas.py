@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql.types import (
     ArrayType,
+    BooleanType,
     DateType,
     DoubleType,
     IntegerType,
@@ -55,6 +56,16 @@ EVENTS = StructType(
     ]
 )
 
+# Type-2 history of bronze.items / bronze.users: every version of a key's attributes is a row,
+# valid over [valid_from, valid_to) (null valid_from: since the beginning; null valid_to: still
+# valid), and exactly one row per key is current (the one with a null valid_to).
+VALID_FROM, VALID_TO, IS_CURRENT = "valid_from", "valid_to", "is_current"
+VERSION_FIELDS = (
+    StructField(VALID_FROM, TimestampType(), True),
+    StructField(VALID_TO, TimestampType(), True),
+    StructField(IS_CURRENT, BooleanType(), False),
+)
+
 ITEMS = StructType(
     [
         StructField("item_id", StringType(), False),
@@ -62,6 +73,7 @@ ITEMS = StructType(
         StructField("brand", StringType(), True),
         StructField("price", DoubleType(), True),
         StructField("title", StringType(), True),
+        *VERSION_FIELDS,
         StructField("source", StringType(), False),
         StructField("updated_run_id", StringType(), False),
     ]
@@ -73,6 +85,7 @@ USERS = StructType(
         StructField("signup_date", DateType(), True),
         StructField("country", StringType(), True),
         StructField("age_band", StringType(), True),
+        *VERSION_FIELDS,
         StructField("source", StringType(), False),
         StructField("updated_run_id", StringType(), False),
     ]

@@ -1,13 +1,16 @@
 """``ingest``: raw files → ``bronze.events`` / ``bronze.items`` / ``bronze.users``.
 
-Valid rows are MERGEd on their key (events insert-only, so re-ingesting adds nothing; items and
-users upsert when something changed); invalid rows go to ``bronze.quarantine`` with the raw
-record and the reason. For every entity: read = written + duplicate + quarantined.
+Valid rows are MERGEd on their key: events insert-only, so re-ingesting adds nothing; items and
+users keep their history (type 2: a changed attribute closes the current version and inserts a
+new one, see :meth:`Lake.merge_versions`). Invalid rows go to ``bronze.quarantine`` with the
+raw record and the reason. For every entity read = written + duplicate + quarantined, each
+term measured on its own; when it does not hold the run fails and every table is rolled back.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib.util
 import logging
 from collections.abc import Sequence
@@ -15,34 +18,74 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from shopperlake.cli import JobContext, job_main
-from shopperlake.errors import InputError, root_cause
+from shopperlake.errors import InputError, ShopperLakeError, root_cause
 from shopperlake.ingest.adapters import apply_transform
-from shopperlake.ingest.mapping import KEYS, EntityMapping, SourceMapping, load_mapping
+from shopperlake.ingest.mapping import (
+    KEYS,
+    LINEAGE,
+    EntityMapping,
+    SourceMapping,
+    load_mapping,
+)
 from shopperlake.ingest.pseudonymise import pseudo_key, pseudonymise
 from shopperlake.ingest.readers import path_exists, read_raw
 from shopperlake.ingest.validate import Rules, canonicalize, quarantine_rows
 from shopperlake.lake import Lake
+from shopperlake.profiles import end_of_day
+from shopperlake.schemas import IS_CURRENT, SCHEMAS, VALID_FROM
 
 log = logging.getLogger(__name__)
 
 TABLES = {"events": "bronze.events", "items": "bronze.items", "users": "bronze.users"}
 
 
+class RowAccountingError(ShopperLakeError):
+    """The rows read are not all written, duplicates or quarantined: some were lost (or
+    counted twice) between reading and the MERGEs, so the run is rolled back."""
+
+
 @dataclass(frozen=True)
 class EntityCounts:
+    """Where the rows of one entity went, each term measured on its own (never subtracted):
+    ``duplicate`` = ``repeated`` (valid rows repeating a key earlier in the batch) +
+    ``present`` (first occurrences already in the table: same key, and for items/users the
+    same attributes as the current version); ``written`` = rows the MERGE inserted (for
+    items/users also ``closed``: versions it ended); ``quarantined`` = rows the quarantine
+    MERGE inserted + this batch's invalid rows already there (``quarantine_present``)."""
+
     entity: str
     read: int
     written: int
-    duplicate: int
-    quarantined: int
+    repeated: int
+    present: int
+    quarantine_inserted: int
+    quarantine_present: int
+    closed: int = 0
+
+    @property
+    def duplicate(self) -> int:
+        return self.repeated + self.present
+
+    @property
+    def quarantined(self) -> int:
+        return self.quarantine_inserted + self.quarantine_present
 
     def check(self) -> None:
-        if self.read != self.written + self.duplicate + self.quarantined:
-            raise AssertionError(f"row accounting broken for {self.entity}: {self}")
+        """read = written + duplicate + quarantined, or a :class:`RowAccountingError`."""
+        accounted = self.written + self.duplicate + self.quarantined
+        if self.read != accounted:
+            raise RowAccountingError(
+                f"row accounting mismatch for {self.entity}: read {self.read} != written "
+                f"{self.written} + duplicate {self.duplicate} ({self.repeated} repeated in "
+                f"the batch, {self.present} already in {TABLES[self.entity]}) + quarantined "
+                f"{self.quarantined} ({self.quarantine_inserted} inserted, "
+                f"{self.quarantine_present} already in bronze.quarantine): "
+                f"{self.read - accounted} row(s) unaccounted for"
+            )
 
 
 def default_input(mapping: SourceMapping) -> str:
@@ -74,8 +117,11 @@ def ingest_entity(
     path: str,
     rules: Rules,
     run_id: str,
+    changed_at: dt.datetime,
     secret: bytes | None = None,
 ) -> EntityCounts:
+    """Read, validate and MERGE one entity's input; ``changed_at``: when changed item/user
+    attributes without their own timestamp take effect."""
     raw = apply_transform(read_raw(spark, path, m), m.transform, m.params)
     canon = canonicalize(raw, m, rules).persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -83,65 +129,134 @@ def ingest_entity(
             canon.count()  # materialise: a file Spark cannot read fails here, named
         except Exception as exc:
             raise InputError(f"cannot read {m.entity} input {path}: {root_cause(exc)}") from exc
-        return _write_entity(lake, source, m, canon, run_id, secret)
+        return _write_entity(lake, source, m, canon, run_id, changed_at, secret)
     finally:
         canon.unpersist()
 
 
-def _write_entity(
-    lake: Lake, source: str, m: EntityMapping, canon: DataFrame, run_id: str, secret: bytes | None
-) -> EntityCounts:
-    key = KEYS[m.entity]
-    valid_flag = F.size("_errors") == 0
-    stats = canon.agg(
-        F.count(F.lit(1)).alias("read"),
-        F.sum(F.when(valid_flag, 1).otherwise(0)).alias("valid"),
-    ).first()
-    assert stats is not None
-    read, valid = int(stats["read"]), int(stats["valid"] or 0)
-    table = TABLES[m.entity]
-    good = canon.where(valid_flag).drop("_errors", "_raw", "_source_file")
-    good = good.dropDuplicates([key])
-    if secret is not None:  # before the MERGE: a raw id never reaches a bronze table
-        good = pseudonymise(good, secret)
-    if m.entity == "events":
-        good = good.withColumn("event_date", F.to_date("ts")).withColumns(
+def first_occurrences(valid: DataFrame, entity: str) -> DataFrame:
+    """``valid`` with ``_occurrence``: 1 for the row of each key that is kept, 2, 3, ... for
+    repeats of the key in the same batch. Items/users keep the row with the latest
+    ``valid_from`` (attribute timestamp); ties and events: the first by file, then raw text."""
+    key = KEYS[entity]
+    order = [F.col("_source_file").asc_nulls_last(), F.col("_raw").asc_nulls_last()]
+    if entity != "events":
+        order.insert(0, F.col(VALID_FROM).desc_nulls_last())
+    return valid.withColumn(
+        "_occurrence", F.row_number().over(Window.partitionBy(key).orderBy(*order))
+    )
+
+
+def bronze_rows(
+    firsts: DataFrame, entity: str, source: str, run_id: str, secret: bytes | None
+) -> DataFrame:
+    """The rows to MERGE: pseudonymised user ids (a raw id never reaches a bronze table) and
+    the lineage columns of the entity's table."""
+    rows = pseudonymise(firsts, secret) if secret is not None else firsts
+    if entity == "events":
+        return rows.withColumn("event_date", F.to_date("ts")).withColumns(
             {"source": F.lit(source), "ingest_run_id": F.lit(run_id)}
         )
-        if valid:
-            dates = [r[0] for r in good.select("event_date").distinct().collect()]
+    return rows.withColumns({"source": F.lit(source), "updated_run_id": F.lit(run_id)})
+
+
+def attribute_columns(entity: str) -> list[str]:
+    """The columns whose change makes a new version of an item/user (not key, validity or
+    lineage)."""
+    skip = {KEYS[entity], VALID_FROM, *LINEAGE}
+    return [f.name for f in SCHEMAS[entity].fields if f.name not in skip]
+
+
+def _present(rows: DataFrame, target: DataFrame, on: Sequence[str]) -> int:
+    """How many of ``rows`` have a row of ``target`` equal on ``on`` (null-safe)."""
+    cond = [F.col(f"s.{c}").eqNullSafe(F.col(f"t.{c}")) for c in on]
+    return rows.alias("s").join(target.select(*on).alias("t"), cond, "left_semi").count()
+
+
+def _write_entity(
+    lake: Lake,
+    source: str,
+    m: EntityMapping,
+    canon: DataFrame,
+    run_id: str,
+    changed_at: dt.datetime,
+    secret: bytes | None,
+) -> EntityCounts:
+    key = KEYS[m.entity]
+    table = TABLES[m.entity]
+    valid_flag = F.size("_errors") == 0
+    stats = canon.agg(
+        F.count(F.lit(1)).alias("read"), F.count_if(~valid_flag).alias("invalid")
+    ).first()
+    assert stats is not None
+    read, invalid = int(stats["read"]), int(stats["invalid"])
+    ranked = first_occurrences(canon.where(valid_flag), m.entity)
+    repeated = ranked.where(F.col("_occurrence") > 1).count()
+    firsts = ranked.where(F.col("_occurrence") == 1).drop(
+        "_occurrence", "_errors", "_raw", "_source_file"
+    )
+    rows = bronze_rows(firsts, m.entity, source, run_id, secret)
+    closed = 0
+    if m.entity == "events":
+        dates = sorted(r[0] for r in rows.select("event_date").distinct().collect())
+        if dates:
             prune = {"event_date": dates}
-            written = lake.merge(table, good, [key], update=False, prune=prune)["inserted"]
-        else:
+            existing = lake.read(table, required=False).where(F.col("event_date").isin(*dates))
+            present = _present(rows, existing, [key])
+            written = lake.merge(table, rows, [key], update=False, prune=prune)["inserted"]
+        else:  # no valid row: nothing to MERGE, nothing written
             lake.create(table)
-            written = 0
+            present = written = 0
     else:
-        good = good.withColumns({"source": F.lit(source), "updated_run_id": F.lit(run_id)})
-        compare = [c for c in good.columns if c not in {key, "updated_run_id"}]
-        if valid:
-            result = lake.merge(table, good, [key], update=True, update_when_changed=compare)
-            written = result["inserted"] + result["updated"]
-        else:
-            lake.create(table)
-            written = 0
-    quarantined = read - valid
-    if quarantined:
+        lake.require_schema(table)
+        compare = attribute_columns(m.entity)
+        current = lake.read(table, required=False).where(F.col(IS_CURRENT))
+        present = _present(rows, current, [key, *compare])
+        result = lake.merge_versions(
+            table, rows, [key], compare, changed_at, touch=["updated_run_id"]
+        )
+        written, closed = result["inserted"], result["updated"]
+    if invalid:
         bad = quarantine_rows(canon.where(~valid_flag), source, m.entity, run_id)
-        lake.merge("bronze.quarantine", bad, ["quarantine_id"], update=False)
-    else:
+        known = lake.read("bronze.quarantine", required=False).where(
+            F.col("entity") == F.lit(m.entity)
+        )
+        q_present = _present(bad, known, ["quarantine_id"])
+        q_inserted = lake.merge(
+            "bronze.quarantine",
+            bad,
+            ["quarantine_id"],
+            update=False,
+            prune={"entity": [m.entity]},  # the partition the ids were looked up in
+        )["inserted"]
+    else:  # no invalid row: nothing to quarantine
         lake.create("bronze.quarantine")
-    counts = EntityCounts(m.entity, read, written, valid - written, quarantined)
-    counts.check()
+        q_present = q_inserted = 0
+    counts = EntityCounts(m.entity, read, written, repeated, present, q_inserted, q_present, closed)
     log.info(
-        "%s %s: read %d, written %d, duplicate %d, quarantined %d",
+        "%s %s: read %d, written %d (%d versions closed), duplicate %d (%d repeated, %d "
+        "present), quarantined %d (%d inserted, %d present)",
         source,
         m.entity,
         read,
         written,
+        closed,
         counts.duplicate,
-        quarantined,
+        repeated,
+        present,
+        counts.quarantined,
+        q_inserted,
+        q_present,
     )
+    counts.check()
     return counts
+
+
+def change_time(as_of: dt.date | None, started_at: dt.datetime) -> dt.datetime:
+    """When attribute changes without their own timestamp take effect: the end of the
+    ``--as-of`` day (the first instant after it, so snapshots of that day see them), or
+    without --as-of the run's start."""
+    return end_of_day(as_of) if as_of is not None else started_at
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -157,6 +272,7 @@ def body(ctx: JobContext) -> list[EntityCounts]:
     if not path_exists(ctx.spark, root):
         raise InputError(f"input path does not exist: {root}")
     secret = pseudo_key() if ctx.cfg.get("ingest.pseudonymise_users") else None
+    changed_at = change_time(ctx.as_of, ctx.run.started_at)
     results: list[EntityCounts] = []
     for entity, m in mapping.entities.items():
         path = entity_path(root, m)
@@ -164,11 +280,15 @@ def body(ctx: JobContext) -> list[EntityCounts]:
             log.info("no %s input at %s (optional): skipped", entity, path)
             continue
         counts = ingest_entity(
-            ctx.spark, ctx.lake, mapping.name, m, path, rules, ctx.run.run_id, secret
+            ctx.spark, ctx.lake, mapping.name, m, path, rules, ctx.run.run_id, changed_at, secret
         )
         results.append(counts)
         for field in ("read", "written", "duplicate", "quarantined"):
             ctx.run.metrics[f"{entity}.rows_{field}"] = float(getattr(counts, field))
+        for field in ("repeated", "present", "quarantine_inserted", "quarantine_present"):
+            ctx.run.metrics[f"{entity}.{field}"] = float(getattr(counts, field))
+        if entity != "events":
+            ctx.run.metrics[f"{entity}.versions_closed"] = float(counts.closed)
     ctx.run.rows_read = sum(c.read for c in results)
     ctx.run.rows_written = sum(c.written for c in results)
     ctx.run.rows_duplicate = sum(c.duplicate for c in results)

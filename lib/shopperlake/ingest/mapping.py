@@ -15,11 +15,13 @@ from typing import Any
 
 from shopperlake.config import load_yaml_text, read_conf_text
 from shopperlake.errors import ConfigError, InputError
-from shopperlake.schemas import EVENT_TYPES, SCHEMAS
+from shopperlake.schemas import EVENT_TYPES, IS_CURRENT, SCHEMAS, VALID_TO
 
 FORMATS = ("csv", "json", "parquet", "text")
 ENTITIES = ("items", "users", "events")  # ingest order: dimensions first
-LINEAGE = {"event_date", "source", "ingest_run_id", "updated_run_id"}
+# Columns ingest sets itself (a mapping cannot map them). ``valid_from`` of items/users is
+# mappable: the attribute timestamp of a source that has one (e.g. ``updated_at``).
+LINEAGE = {"event_date", "source", "ingest_run_id", "updated_run_id", VALID_TO, IS_CURRENT}
 KEYS = {"events": "event_id", "items": "item_id", "users": "user_id"}
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENTITY_KEYS = {

@@ -34,7 +34,7 @@ from shopperlake.model_metrics import (
     write_metrics,
 )
 from shopperlake.profile_snapshots import ensure_profiles
-from shopperlake.profiles import point_in_time
+from shopperlake.profiles import attributes_as_of, point_in_time
 from shopperlake.ranking_metrics import ranking_metrics
 from shopperlake.rec.content import interaction_affinities, profile_affinities
 from shopperlake.rec.ease import Gram, ease_weights, gram_matrix, score_ease
@@ -71,14 +71,23 @@ def wants_recommender(argv: Sequence[str]) -> bool:
 
 
 # -- inputs --------------------------------------------------------------------------------------
-def catalog_frame(ctx: JobContext, events: DataFrame) -> DataFrame:
-    """(item_id, category, price): bronze.items, or the items seen in events when it is empty."""
-    items = ctx.lake.read("bronze.items", required=False)
-    if items.limit(1).count():
-        return items.select("item_id", "category", "price").dropDuplicates(["item_id"])
-    log.info("bronze.items is empty: the catalogue is the items seen in events")
+def catalog_frame(ctx: JobContext, events: DataFrame, as_of: dt.date) -> DataFrame:
+    """(item_id, category, price) as of ``as_of``: :func:`catalog_as_of` of bronze.items."""
+    ctx.lake.require_schema("bronze.items")
+    return catalog_as_of(ctx.lake.read("bronze.items", required=False), events, as_of)
+
+
+def catalog_as_of(items: DataFrame, events: DataFrame, as_of: dt.date) -> DataFrame:
+    """(item_id, category, price): the item versions valid at the end of ``as_of``, or, when
+    none is, the items seen in events before the end of that day (category: the first
+    non-null one, else ``unknown``; price: the mean)."""
+    valid = attributes_as_of(items, as_of, "item_id")
+    if valid.limit(1).count():
+        return valid.select("item_id", "category", "price")
+    log.info("no bronze.items row valid as of %s: the catalogue is the items seen in events", as_of)
     return (
-        events.where(F.col("item_id").isNotNull())
+        point_in_time(events, as_of)
+        .where(F.col("item_id").isNotNull())
         .groupBy("item_id")
         .agg(F.first("category", ignorenulls=True).alias("category"), F.avg("price").alias("price"))
         .withColumn("category", F.coalesce(F.col("category"), F.lit("unknown")))
@@ -413,7 +422,7 @@ def train_body(ctx: JobContext) -> None:
     use_cache_dir(ctx.spark, ctx.cfg.get("training.petastorm_cache"), ctx.lake.root)  # two-tower
     events = ctx.lake.read("bronze.events")
     as_of = ctx.as_of or _latest_day(events)
-    catalog = catalog_frame(ctx, events).cache()
+    catalog = catalog_frame(ctx, events, as_of).cache()
     cutoff = as_of - dt.timedelta(days=params.holdout_days)
     evaluate = {
         "time": evaluate_time, "random": evaluate_random, "last_order": evaluate_last_order
@@ -516,7 +525,7 @@ def score_body(ctx: JobContext) -> None:
             chosen.get("blend_rrf_k"),
         )
     events = ctx.lake.read("bronze.events")
-    catalog = catalog_frame(ctx, events).cache()
+    catalog = catalog_frame(ctx, events, as_of).cache()
     inp = time_inputs(ctx, events, catalog, as_of, params)
     fitted = fit_sources(ctx.spark, inp, params, ease_lambda)
     recs = final_lists(inp, fitted, params, params.k, sources=False)["hybrid"]
