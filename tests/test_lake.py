@@ -17,7 +17,10 @@ D = dt.date
 
 
 def items(spark: SparkSession, rows: list[tuple]) -> object:
-    return spark.createDataFrame([(i, c, None, p, None, "t", "r1") for i, c, p in rows], ITEMS)
+    """bronze.items rows (one current version each, valid since the beginning)."""
+    return spark.createDataFrame(
+        [(i, c, None, p, None, None, None, True, "t", "r1") for i, c, p in rows], ITEMS
+    )
 
 
 def test_catalog_resolves_layer_and_name(lake: Lake, lake_root: str) -> None:
@@ -76,6 +79,19 @@ def test_insert_only_merge_keeps_existing_rows(spark: SparkSession, lake: Lake) 
     assertDataFrameEqual(
         lake.read("bronze.items"), items(spark, [("a", "x", 1.0), ("b", "x", 2.0)])
     )
+
+
+def test_merge_commit_without_metrics_is_an_error(spark: SparkSession, lake: Lake) -> None:
+    """A MERGE that commits nothing counts 0 (above); one that commits without its metrics
+    cannot be counted and must not pass as 0 rows."""
+    key = "spark.databricks.delta.history.metricsEnabled"
+    spark.conf.set(key, "false")
+    try:
+        with pytest.raises(LakeError, match="MERGE commit of 'bronze.items' has no"):
+            lake.merge("bronze.items", items(spark, [("a", "x", 1.0)]), ["item_id"])
+    finally:
+        spark.conf.unset(key)
+    assertDataFrameEqual(lake.read("bronze.items"), items(spark, [("a", "x", 1.0)]))
 
 
 def quarantine_rows(spark: SparkSession, rows: list[tuple[str, str]]) -> object:
