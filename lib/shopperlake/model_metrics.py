@@ -146,7 +146,7 @@ def comparison_rows(
 
 def comparison_table(comparison: Comparison, metrics: Sequence[str]) -> str:
     """Plain text: each algorithm's values with intervals, then ``model`` vs each other one."""
-    width = 26
+    width = 34
     header = f"{'algorithm':<12}" + "".join(f"{m:>{width}}" for m in metrics)
     lines = [f"{comparison.split}: value [95% interval]", header]
     for algo, by_metric in comparison.intervals.items():
@@ -156,12 +156,15 @@ def comparison_table(comparison: Comparison, metrics: Sequence[str]) -> str:
     verdicts = comparison.verdicts()
     for ref, by_metric in comparison.differences.items():
         texts = [
-            f"{by_metric[m].estimate:+.4f} {verdicts[ref][m]}" if m in by_metric else ""
-            for m in metrics
+            f"{_signed(by_metric[m])} {verdicts[ref][m]}" if m in by_metric else "" for m in metrics
         ]
         cells = "".join(f"{t:>{width}}" for t in texts)
         lines.append(f"{ref:<12}{cells}")
     return "\n".join(lines)
+
+
+def _signed(d: Interval) -> str:
+    return f"{d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}]"
 
 
 def write_metrics(lake: Lake, rows: Sequence[tuple[Any, ...]]) -> None:
