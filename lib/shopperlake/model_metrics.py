@@ -147,11 +147,12 @@ def comparison_rows(
 def comparison_table(comparison: Comparison, metrics: Sequence[str]) -> str:
     """Plain text: each algorithm's values with intervals, then ``model`` vs each other one."""
     width = 34
-    header = f"{'algorithm':<12}" + "".join(f"{m:>{width}}" for m in metrics)
+    name = max(12, *(len(a) + 2 for a in comparison.intervals))
+    header = f"{'algorithm':<{name}}" + "".join(f"{m:>{width}}" for m in metrics)
     lines = [f"{comparison.split}: value [95% interval]", header]
     for algo, by_metric in comparison.intervals.items():
         cells = "".join(f"{str(by_metric[m]) if m in by_metric else '':>{width}}" for m in metrics)
-        lines.append(f"{algo:<12}{cells}")
+        lines.append(f"{algo:<{name}}{cells}")
     lines.append(f"{comparison.model} minus ... (paired): difference [interval] verdict")
     verdicts = comparison.verdicts()
     for ref, by_metric in comparison.differences.items():
@@ -159,7 +160,7 @@ def comparison_table(comparison: Comparison, metrics: Sequence[str]) -> str:
             f"{_signed(by_metric[m])} {verdicts[ref][m]}" if m in by_metric else "" for m in metrics
         ]
         cells = "".join(f"{t:>{width}}" for t in texts)
-        lines.append(f"{ref:<12}{cells}")
+        lines.append(f"{ref:<{name}}{cells}")
     return "\n".join(lines)
 
 
