@@ -269,3 +269,51 @@ def test_a_lake_of_the_old_schema_is_a_clear_error(
         "lacks column(s) valid_from, valid_to, is_current (created by an older ShopperLake): "
         "re-ingest into a fresh lake (a new lake.root)"
     )
+
+
+def test_ingest_dates_changes_by_the_mapped_attribute_timestamp(
+    spark: SparkSession, lake: Lake, lake_root: str, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "dated.yaml"
+    mapping.write_text(
+        "entities:\n  users:\n    format: json\n    fields: [id, land, updated_at]\n"
+        "    columns: {user_id: id, country: land, valid_from: updated_at}\n"
+    )
+    users = tmp_path / "users.json"
+
+    def load(as_of: str, *rows: dict[str, str]) -> Row:
+        users.write_text("\n".join(json.dumps(r) for r in rows))
+        args = ["--source", "dated", "--mapping", str(mapping), "--input", str(users)]
+        assert ingest(job_args(lake_root, *args, "--as-of", as_of)) == 0
+        run = lake.read("meta.runs").orderBy(F.col("started_at").desc()).first()
+        assert run is not None
+        return run
+
+    run = load(
+        "2024-01-31",
+        {"id": "u1", "land": "DE", "updated_at": "2024-01-05T10:00:00Z"},
+        {"id": "u2", "land": "NL", "updated_at": "2024-01-03T00:00:00Z"},
+        {"id": "u2", "land": "BE", "updated_at": "2024-01-20T00:00:00Z"},  # the later one wins
+        {"id": "u3", "land": "IT", "updated_at": "soon"},  # not a timestamp
+    )
+    terms = ("rows_read", "rows_written", "repeated", "present", "rows_quarantined")
+    assert [run.metrics[f"users.{t}"] for t in terms] == [4, 2, 1, 0, 1]
+    assert [r.reason for r in lake.read("bronze.quarantine").collect()] == ["bad_type:valid_from"]
+    run = load(
+        "2024-02-29",
+        {"id": "u1", "land": "FR", "updated_at": "2024-02-10T08:00:00Z"},  # dated change
+        {"id": "u2", "land": "BE", "updated_at": "2024-02-01T00:00:00Z"},  # same attributes
+    )
+    assert [run.metrics[f"users.{t}"] for t in terms] == [2, 1, 0, 1, 0]
+    assert run.metrics["users.versions_closed"] == 1
+    assertDataFrameEqual(
+        lake.read("bronze.users").select("user_id", "country", "valid_from", "valid_to"),
+        spark.createDataFrame(
+            [
+                ("u1", "DE", ts(1, 5, 10), ts(2, 10, 8)),
+                ("u1", "FR", ts(2, 10, 8), None),
+                ("u2", "BE", ts(1, 20), None),
+            ],
+            "user_id string, country string, valid_from timestamp, valid_to timestamp",
+        ),
+    )
