@@ -5,7 +5,8 @@ a validation split of that data only), evaluate every source and the hybrid side
 the holdout, write gold.model_metrics, register a version and make it current unless its
 hybrid metric is worse than the current version's. score: refit on every interaction up to
 the end of the as-of day with the registered λ and blend, write gold.recommendations (every
-user of the as-of profile snapshot gets K items) and gold.similar_items.
+user of the as-of profile snapshot gets K distinct items, checked: the job fails otherwise)
+and gold.similar_items.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shopperlake.cli import JobContext, job_main
-from shopperlake.errors import InputError
+from shopperlake.errors import InputError, ShopperLakeError
 from shopperlake.ml.petastorm_io import use_cache_dir
 from shopperlake.ml.registry import ModelVersion, Registry, registry_root
 from shopperlake.profile_snapshots import ensure_profiles
@@ -37,7 +38,7 @@ from shopperlake.rec.evaluate import (
     random_split,
     split_last_order,
 )
-from shopperlake.rec.hybrid import finalise
+from shopperlake.rec.hybrid import finalise, short_lists
 from shopperlake.rec.interactions import bought, interactions, truth_window
 from shopperlake.rec.params import RecParams
 from shopperlake.rec.pipeline import Fitted, Inputs, final_lists, fit_sources, release
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 MODEL = "recommender"
 TABLE_COLUMNS = ("precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10", "coverage@10",
                  "novelty@10")  # fmt: skip
+
+
+class ShortListsError(ShopperLakeError):
+    """``score --model recommender`` could not give every snapshot user K distinct items."""
 
 
 def wants_recommender(argv: Sequence[str]) -> bool:
@@ -64,7 +69,9 @@ def wants_recommender(argv: Sequence[str]) -> bool:
 
 # -- inputs --------------------------------------------------------------------------------------
 def catalog_frame(ctx: JobContext, events: DataFrame) -> DataFrame:
-    """(item_id, category, price): bronze.items, or the items seen in events when it is empty."""
+    """(item_id, category, price): bronze.items, or the items seen in events when it is empty.
+
+    A missing category stays null (no category: not capped as one group by the rules)."""
     items = ctx.lake.read("bronze.items", required=False)
     if items.limit(1).count():
         return items.select("item_id", "category", "price").dropDuplicates(["item_id"])
@@ -73,7 +80,6 @@ def catalog_frame(ctx: JobContext, events: DataFrame) -> DataFrame:
         events.where(F.col("item_id").isNotNull())
         .groupBy("item_id")
         .agg(F.first("category", ignorenulls=True).alias("category"), F.avg("price").alias("price"))
-        .withColumn("category", F.coalesce(F.col("category"), F.lit("unknown")))
     )
 
 
@@ -491,8 +497,22 @@ def score_body(ctx: JobContext) -> None:
     written = ctx.lake.read("gold.recommendations").where(F.col("as_of_date") == F.lit(as_of))
     n_rows = written.count()
     n_users = inp.users.count()
+    # The promise of the table: every user of the snapshot has exactly K distinct items. A
+    # failure here rolls the job's writes back (Lake.transaction).
+    short = (
+        short_lists(written, inp.users, params.k)
+        .agg(F.count(F.lit(1)).alias("users"), F.min("items").alias("fewest"))
+        .first()
+    )
     release(fitted)
     catalog.unpersist()
+    if short is not None and short["users"]:
+        raise ShortListsError(
+            f"{short['users']} of {n_users} users of the {as_of} snapshot got fewer than "
+            f"recommender.k={params.k} distinct items (fewest: {short['fewest']}): the items "
+            "left after the rules (catalogue, already bought) are too few; lower "
+            "recommender.k or raise recommender.fallback_n"
+        )
     ctx.run.rows_read = n_users
     ctx.run.rows_written = n_rows
     ctx.run.metrics["users"] = float(n_users)
