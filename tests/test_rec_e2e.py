@@ -137,16 +137,18 @@ def test_every_profile_user_gets_k_items_under_the_rules(spark: SparkSession, ru
     assertDataFrameEqual(again, before)
 
 
-def test_random_split_protocol_evaluates_every_source(run: Run) -> None:
+@pytest.mark.parametrize(("protocol", "split"), [("random", "random_split"),
+                                                ("stratified", "stratified_split")])  # fmt: skip
+def test_split_protocols_evaluate_every_source(run: Run, protocol: str, split: str) -> None:
     code = train(
         job_args(
             run.root, "--model", "recommender", "--as-of", AS_OF, *REC,
-            "--set", "recommender.split.protocol=random",
+            "--set", f"recommender.split.protocol={protocol}",
         )
     )  # fmt: skip
     assert code == 0
     rows = run.lake.read("gold.model_metrics").where(
-        (F.col("model") == "recommender") & (F.col("split") == "random_split")
+        (F.col("model") == "recommender") & (F.col("split") == split)
     )
     m = {(r.algorithm, r.metric): r.value for r in rows.collect()}
     assert {a for a, _ in m} == set(SOURCES) | {"hybrid"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -302,6 +302,39 @@ def test_random_split_is_per_user_seeded_and_keeps_single_items(spark: SparkSess
     share = test.count() / 200
     assert 0.2 < share < 0.4, share
     assert test.select("user_id").distinct().count() >= 15  # spread over users
+
+
+def test_stratified_split_takes_the_ratio_of_every_users_pairs(spark: SparkSession) -> None:
+    from shopperlake.rec.evaluate import stratified_split
+
+    # n pairs per user -> test pairs = min(round half up(ratio * n), n - 1), ratio 0.5:
+    # solo 1 -> 0 (one pair stays in train); two 2 -> 1; three 3 -> round(1.5) = 2;
+    # four 4 -> 2; five 5 -> round(2.5) = 3; ten 10 -> 5.
+    sizes = {"solo": 1, "two": 2, "three": 3, "four": 4, "five": 5, "ten": 10}
+    rows = [(u, f"i{j}", 1.0) for u, n in sizes.items() for j in range(n)]
+    inter = spark.createDataFrame(rows, INTER)
+    train, test = stratified_split(inter, 0.5, seed=7)
+    per_user = {r.user_id: r["count"] for r in test.groupBy("user_id").count().collect()}
+    assert per_user == {"two": 1, "three": 2, "four": 2, "five": 3, "ten": 5}
+    # The test pairs are each user's first ones in the order of the seeded hash (ties: item).
+    order = Window.partitionBy("user_id").orderBy(
+        F.xxhash64("user_id", "item_id", F.lit(7)), "item_id"
+    )
+    first = inter.withColumn("pos", F.row_number().over(order)).join(
+        spark.createDataFrame([(u, n) for u, n in per_user.items()], "user_id STRING, n INT"),
+        "user_id",
+    )
+    assertDataFrameEqual(test, first.where("pos <= n").select("user_id", "item_id"))
+    assertDataFrameEqual(train.unionByName(test.withColumn("weight", F.lit(1.0))), inter)
+    # 0.9 of two pairs rounds to 2, but one stays in train; 0.2 of 3 rounds to 1, of 2 to 0.
+    _, high = stratified_split(inter.where("user_id = 'two'"), 0.9, seed=7)
+    assert high.count() == 1
+    _, low = stratified_split(inter.where("user_id IN ('two', 'three')"), 0.2, seed=7)
+    assert [r.user_id for r in low.collect()] == ["three"]
+    # Seeded: the same seed gives the same split, another seed another one.
+    assertDataFrameEqual(stratified_split(inter, 0.5, seed=7)[1], test)
+    other = stratified_split(inter, 0.5, seed=8)[1]
+    assert {tuple(r) for r in other.collect()} != {tuple(r) for r in test.collect()}
 
 
 def test_train_and_score_route_model_recommender() -> None:

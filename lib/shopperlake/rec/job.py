@@ -37,6 +37,7 @@ from shopperlake.rec.evaluate import (
     novelty_counts,
     random_split,
     split_last_order,
+    stratified_split,
 )
 from shopperlake.rec.hybrid import finalise, short_lists
 from shopperlake.rec.interactions import bought, interactions, truth_window
@@ -48,6 +49,11 @@ from shopperlake.schemas import MODEL_METRICS
 
 log = logging.getLogger(__name__)
 MODEL = "recommender"
+# gold.model_metrics.split of each protocol's figures
+SPLIT_NAMES = {"time": "holdout", "random": "random_split", "stratified": "stratified_split",
+               "last_order": "last_order"}  # fmt: skip
+# (train, test) splitters of the split protocols
+SPLITTERS = {"random": random_split, "stratified": stratified_split}
 TABLE_COLUMNS = ("precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10", "coverage@10",
                  "novelty@10")  # fmt: skip
 
@@ -174,9 +180,9 @@ def validation_time(
 def validation_split(
     train: DataFrame, catalog: DataFrame, params: RecParams, seen: bool
 ) -> Validation:
-    """Inner per-user random split of the training interactions (seed ``split.seed + 1``);
-    ``seen``: exclude inner-train items."""
-    inner, valid = random_split(train, params.test_ratio, params.seed + 1)
+    """Inner split of the training interactions by the protocol's own splitter (``random`` or
+    ``stratified``, seed ``split.seed + 1``); ``seen``: exclude inner-train items."""
+    inner, valid = SPLITTERS[params.protocol](train, params.test_ratio, params.seed + 1)
     inp = split_inputs(inner.cache(), catalog, seen, ())
     return Validation(inp, valid)
 
@@ -293,12 +299,13 @@ def evaluate_time(
 def evaluate_random(
     ctx: JobContext, events: DataFrame, catalog: DataFrame, as_of: dt.date, params: RecParams
 ) -> Evaluated:
-    """Published-figures protocol: per-user random split of interactions, items seen in
-    training removed from the ranking, binary relevance."""
+    """Split protocols (``random``: each pair on its own; ``stratified``: each user's pairs by
+    the ratio) of the interactions up to the as-of day; items seen in training removed from
+    the ranking, binary relevance."""
     inter = interactions(
         events, as_of, params.event_weights, params.half_life_days, params.lookback_days
     )
-    train, test = random_split(inter, params.test_ratio, params.seed)
+    train, test = SPLITTERS[params.protocol](inter, params.test_ratio, params.seed)
     train = train.cache()
     tuning = tune(ctx.spark, validation_split(train, catalog, params, True), catalog, params)
     inp = split_inputs(train, catalog, True, ())
@@ -368,13 +375,12 @@ def train_body(ctx: JobContext) -> None:
     catalog = catalog_frame(ctx, events).cache()
     cutoff = as_of - dt.timedelta(days=params.holdout_days)
     evaluate = {
-        "time": evaluate_time, "random": evaluate_random, "last_order": evaluate_last_order
+        "time": evaluate_time, "random": evaluate_random, "stratified": evaluate_random,
+        "last_order": evaluate_last_order,
     }[params.protocol]  # fmt: skip
     metrics, fitted, tuning = evaluate(ctx, events, catalog, as_of, params)
     release(fitted)
-    split = {"time": "holdout", "random": "random_split", "last_order": "last_order"}[
-        params.protocol
-    ]
+    split = SPLIT_NAMES[params.protocol]
     objective = str(params.blend.get("objective", "ndcg@10"))
     registry = Registry(registry_root(ctx.lake.root))
     mv = registry.new_version(MODEL)
