@@ -1,9 +1,14 @@
 """Recommender end to end on synthetic data: generate → ingest → profiles → train (every
-source + hybrid evaluated on a time holdout) → score (every profile user gets K items)."""
+source + hybrid evaluated on a time holdout) → score (every profile user gets K items); and
+on a ratings-only source without any catalogue (a custom mapping, no categories, no
+bronze.items), where every user must still get K distinct items."""
 
 from __future__ import annotations
 
+import datetime as dt
+import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
@@ -157,18 +162,101 @@ def test_every_profile_user_gets_k_items_under_the_rules(spark: SparkSession, ru
     assertDataFrameEqual(again, before)
 
 
-def test_random_split_protocol_evaluates_every_source(run: Run) -> None:
+@pytest.mark.parametrize(("protocol", "split"), [("random", "random_split"),
+                                                ("stratified", "stratified_split")])  # fmt: skip
+def test_split_protocols_evaluate_every_source(run: Run, protocol: str, split: str) -> None:
     code = train(
         job_args(
             run.root, "--model", "recommender", "--as-of", AS_OF, *REC,
-            "--set", "recommender.split.protocol=random",
+            "--set", f"recommender.split.protocol={protocol}",
         )
     )  # fmt: skip
     assert code == 0
     rows = run.lake.read("gold.model_metrics").where(
-        (F.col("model") == "recommender") & (F.col("split") == "random_split")
+        (F.col("model") == "recommender") & (F.col("split") == split)
     )
     m = {(r.algorithm, r.metric): r.value for r in rows.where("reference IS NULL").collect()}
     assert {a for a, _ in m} == set(SOURCES) | {"hybrid"}
     assert all(0.0 <= m[(a, "recall@10")] <= 1.0 for a, _ in m)
     assert m[("hybrid", "recall@10")] > m[("popularity", "recall@10")], m
+
+
+# -- a ratings-only source: user, item, stars, time; no categories, no items entity -----------
+RATINGS_MAPPING = """\
+name: ratings
+entities:
+  events:
+    format: csv
+    header: true
+    fields: [user, movie, stars, rated_at]
+    timestamp: {field: rated_at, format: "yyyy-MM-dd HH:mm:ss"}
+    constants: {event_type: review}
+    columns: {user_id: user, item_id: movie, rating: stars}
+"""
+RATINGS_REC = [
+    "--set", "recommender.truth_event_types=[review]",  # nothing is bought in this source
+    "--set", "recommender.blend.mode=weights",  # kept small: the rules are what is tested
+    "--set", "recommender.blend.als=0.0",
+    "--set", "recommender.ease.lambdas=[50.0]",
+    "--set", "recommender.fallback_n=20",
+    "--set", "recommender.candidates=20",
+]  # fmt: skip
+
+
+def write_ratings(folder: Path, users: int = 24, items: int = 20, seed: int = 3) -> None:
+    """``users`` users rate 9 distinct items each (popular ones more often) on random days of
+    2024-01-01 .. 2024-03-31."""
+    rng = random.Random(seed)
+    names = [f"m{i:02d}" for i in range(items)]
+    lines = ["user,movie,stars,rated_at"]
+    for u in range(users):
+        rated = set()
+        while len(rated) < 9:
+            rated.add(names[min(int(rng.expovariate(1 / 6)), items - 1)])
+        for movie in sorted(rated):
+            when = dt.datetime(2024, 1, 1) + dt.timedelta(days=rng.randrange(91),
+                                                          hours=rng.randrange(24))  # fmt: skip
+            lines.append(f"u{u:02d},{movie},{rng.randint(1, 5)},{when:%Y-%m-%d %H:%M:%S}")
+    folder.mkdir(parents=True)
+    (folder / "ratings.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_ratings_only_source_without_catalogue_gets_k_distinct_items_per_user(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, raw, mapping = str(tmp_path / "lake"), tmp_path / "raw", tmp_path / "ratings.yaml"
+    write_ratings(raw)
+    mapping.write_text(RATINGS_MAPPING)
+    ingest_args = ["--source", "ratings", "--mapping", str(mapping), "--input", str(raw)]
+    assert ingest(job_args(root, *ingest_args, "--as-of", AS_OF)) == 0
+    lake = Lake(spark, root, load_catalog())
+    assert not lake.exists("bronze.items")
+    assert lake.read("bronze.events").where("category IS NOT NULL").count() == 0
+    assert build_profiles(job_args(root, "--as-of", AS_OF)) == 0
+    assert train(job_args(root, "--model", "recommender", "--as-of", AS_OF, *RATINGS_REC)) == 0
+    assert score(job_args(root, "--model", "recommender", "--as-of", AS_OF, *RATINGS_REC)) == 0
+
+    recs = lake.read("gold.recommendations").where(F.col("as_of_date") == F.lit(AS_OF))
+    users = lake.read("gold.user_profiles").where(F.col("as_of_date") == F.lit(AS_OF))
+    per_user = recs.groupBy("user_id").agg(
+        F.countDistinct("item_id").alias("items"), F.count(F.lit(1)).alias("n"),
+        F.min("rank").alias("lo"), F.max("rank").alias("hi"),
+    )  # fmt: skip
+    want = users.select("user_id", F.lit(K).cast("long").alias("items"),
+                        F.lit(K).cast("long").alias("n"), F.lit(1).alias("lo"),
+                        F.lit(K).alias("hi"))  # fmt: skip
+    assert users.count() == 24
+    assertDataFrameEqual(per_user, want)
+
+    # 20 items cannot make lists of 30: the job fails, names how many users are short, and
+    # leaves gold.recommendations as it was.
+    before = recs.collect()
+    capsys.readouterr()
+    more = ["--set", "recommender.k=30", "--set", "recommender.candidates=30",
+            "--set", "recommender.fallback_n=30"]  # fmt: skip
+    code = score(job_args(root, "--model", "recommender", "--as-of", AS_OF, *RATINGS_REC, *more))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "24 of 24 users of the 2024-03-31 snapshot got fewer than recommender.k=30" in err
+    after = lake.read("gold.recommendations").where(F.col("as_of_date") == F.lit(AS_OF))
+    assertDataFrameEqual(after, before)

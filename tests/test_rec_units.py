@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -168,6 +168,80 @@ def test_rules_exclude_bought_cap_categories_and_fill_cold_users(spark: SparkSes
     assertDataFrameEqual(got, expected)
 
 
+def _uncategorised(spark: SparkSession) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
+    """a1-a3 in category A, n1-n4 without category; u1 has candidates, u2 only the fill."""
+    catalog = spark.createDataFrame(
+        [("a1", "A"), ("a2", "A"), ("a3", "A"), ("n1", None), ("n2", None), ("n3", None),
+         ("n4", None)],
+        "item_id STRING, category STRING",
+    )  # fmt: skip
+    src = spark.createDataFrame(
+        [("u1", "a1", 0.9), ("u1", "a2", 0.8), ("u1", "a3", 0.7), ("u1", "n1", 0.6),
+         ("u1", "n2", 0.5), ("u1", "n3", 0.4)],
+        SCORES,
+    )  # fmt: skip
+    fallback = spark.createDataFrame(
+        [(u, i, sc) for u in ("u1", "u2")
+         for i, sc in (("n4", 1.0), ("a1", 0.5), ("a2", 1 / 3), ("a3", 0.25))],
+        SCORES,
+    )  # fmt: skip
+    users = spark.createDataFrame([("u1",), ("u2",)], "user_id STRING")
+    return catalog, src, fallback, users
+
+
+def test_cap_spares_items_without_category_and_never_shortens_a_list(spark: SparkSession) -> None:
+    catalog, src, fallback, users = _uncategorised(spark)
+    cands = src.withColumn("source", F.lit("s"))
+    got = finalise(cands, users, fallback, catalog, None, k=5, max_per_category=2)
+    expected = spark.createDataFrame(
+        [
+            # A is capped at 2 (a3 waits); n1-n3 have no category: each is its own group.
+            ("u1", 1, "a1", 0.9, "s"), ("u1", 2, "a2", 0.8, "s"), ("u1", 3, "n1", 0.6, "s"),
+            ("u1", 4, "n2", 0.5, "s"), ("u1", 5, "n3", 0.4, "s"),
+            # u2's pool is 4 items: n4, a1, a2 within the cap, then a3 over it (not dropped).
+            ("u2", 1, "n4", -1.0, "popularity"), ("u2", 2, "a1", -1.5, "popularity"),
+            ("u2", 3, "a2", 1 / 3 - 2, "popularity"), ("u2", 4, "a3", -1.75, "popularity"),
+        ],
+        RECS,
+    )  # fmt: skip
+    assertDataFrameEqual(got, expected)
+
+
+def test_tuner_evaluation_spares_items_without_category_like_finalise(
+    spark: SparkSession,
+) -> None:
+    from shopperlake.ranking_metrics import ranking_metrics
+    from shopperlake.rec.ranker import evaluate_weights, validation_frame
+
+    catalog, src, fallback, users = _uncategorised(spark)
+    # u1's n3 is 5th (third item without category), u2's a3 4th (over A's cap, last).
+    # ndcg@5 = (1 / log2(6) + 1 / log2(5)) / 2; recall@5 = 1.
+    truth = spark.createDataFrame([("u1", "n3"), ("u2", "a3")], PAIRS)
+    want = (1 / math.log2(6) + 1 / math.log2(5)) / 2
+    frame = validation_frame({"s": src}, truth, users, fallback, catalog, None)
+    assert evaluate_weights(frame, {"s": 1.0}, "ndcg@5", 2) == pytest.approx(want)
+    assert evaluate_weights(frame, {"s": 1.0}, "recall@5", 2) == pytest.approx(1.0)
+    recs = finalise(blend({"s": src}, {"s": 1.0}), users, fallback, catalog, None, 5, 2)
+    assert ranking_metrics(recs, truth, (5,))["ndcg@5"] == pytest.approx(want)
+
+
+def test_short_lists_names_users_without_k_distinct_items(spark: SparkSession) -> None:
+    from shopperlake.rec.hybrid import short_lists
+
+    recs = spark.createDataFrame(
+        [("full", "a"), ("full", "b"), ("full", "c"), ("short", "a"), ("short", "b"),
+         ("twice", "a"), ("twice", "a"), ("twice", "b")],
+        PAIRS,
+    )  # fmt: skip
+    users = spark.createDataFrame([("full",), ("short",), ("twice",), ("none",)], "user_id STRING")
+    assertDataFrameEqual(
+        short_lists(recs, users, 3),
+        spark.createDataFrame(
+            [("short", 2), ("twice", 2), ("none", 0)], "user_id STRING, items BIGINT"
+        ),
+    )
+
+
 def test_blend_reciprocal_rank(spark: SparkSession) -> None:
     a = spark.createDataFrame(
         [("u1", "x", 0.9), ("u1", "y", 0.1)], INTER.replace("weight", "score")
@@ -195,13 +269,25 @@ def test_segment_popularity_and_fallback_to_global(spark: SparkSession) -> None:
         [("u1", "S1"), ("u9", None), ("u8", "S9")], "user_id STRING, segment STRING"
     )
     got = recommend_popular(users, popular)
-    # S1: p. Global: p 3.0, q 2.0 (r 0.5 is third). u9 (no segment), u8 (unknown) get global.
+    # Global: p 3.0, q 2.0 (r 0.5 is third). S1 has only p: its list goes on with the global
+    # items it lacks (q), so a small segment still fills a list. u9 (no segment) and u8
+    # (unknown segment) get the global list.
     expected = spark.createDataFrame(
-        [("u1", "p", 1.0), ("u9", "p", 1.0), ("u9", "q", 0.5), ("u8", "p", 1.0),
-         ("u8", "q", 0.5)],
+        [("u1", "p", 1.0), ("u1", "q", 0.5), ("u9", "p", 1.0), ("u9", "q", 0.5),
+         ("u8", "p", 1.0), ("u8", "q", 0.5)],
         "user_id STRING, item_id STRING, score DOUBLE",
     )  # fmt: skip
     assertDataFrameEqual(got, expected)
+    # S2's own order (q 2.0, r 0.5) comes first, then global p; n = 2 cuts it to q, r.
+    ranks = "segment STRING, item_id STRING, rank INT"
+    assertDataFrameEqual(
+        popular.select("segment", "item_id", "rank"),
+        spark.createDataFrame(
+            [("S1", "p", 1), ("S1", "q", 2), ("S2", "q", 1), ("S2", "r", 2),
+             ("__all__", "p", 1), ("__all__", "q", 2)],
+            ranks,
+        ),
+    )  # fmt: skip
 
 
 def test_random_split_is_per_user_seeded_and_keeps_single_items(spark: SparkSession) -> None:
@@ -216,6 +302,39 @@ def test_random_split_is_per_user_seeded_and_keeps_single_items(spark: SparkSess
     share = test.count() / 200
     assert 0.2 < share < 0.4, share
     assert test.select("user_id").distinct().count() >= 15  # spread over users
+
+
+def test_stratified_split_takes_the_ratio_of_every_users_pairs(spark: SparkSession) -> None:
+    from shopperlake.rec.evaluate import stratified_split
+
+    # n pairs per user -> test pairs = min(round half up(ratio * n), n - 1), ratio 0.5:
+    # solo 1 -> 0 (one pair stays in train); two 2 -> 1; three 3 -> round(1.5) = 2;
+    # four 4 -> 2; five 5 -> round(2.5) = 3; ten 10 -> 5.
+    sizes = {"solo": 1, "two": 2, "three": 3, "four": 4, "five": 5, "ten": 10}
+    rows = [(u, f"i{j}", 1.0) for u, n in sizes.items() for j in range(n)]
+    inter = spark.createDataFrame(rows, INTER)
+    train, test = stratified_split(inter, 0.5, seed=7)
+    per_user = {r.user_id: r["count"] for r in test.groupBy("user_id").count().collect()}
+    assert per_user == {"two": 1, "three": 2, "four": 2, "five": 3, "ten": 5}
+    # The test pairs are each user's first ones in the order of the seeded hash (ties: item).
+    order = Window.partitionBy("user_id").orderBy(
+        F.xxhash64("user_id", "item_id", F.lit(7)), "item_id"
+    )
+    first = inter.withColumn("pos", F.row_number().over(order)).join(
+        spark.createDataFrame([(u, n) for u, n in per_user.items()], "user_id STRING, n INT"),
+        "user_id",
+    )
+    assertDataFrameEqual(test, first.where("pos <= n").select("user_id", "item_id"))
+    assertDataFrameEqual(train.unionByName(test.withColumn("weight", F.lit(1.0))), inter)
+    # 0.9 of two pairs rounds to 2, but one stays in train; 0.2 of 3 rounds to 1, of 2 to 0.
+    _, high = stratified_split(inter.where("user_id = 'two'"), 0.9, seed=7)
+    assert high.count() == 1
+    _, low = stratified_split(inter.where("user_id IN ('two', 'three')"), 0.2, seed=7)
+    assert [r.user_id for r in low.collect()] == ["three"]
+    # Seeded: the same seed gives the same split, another seed another one.
+    assertDataFrameEqual(stratified_split(inter, 0.5, seed=7)[1], test)
+    other = stratified_split(inter, 0.5, seed=8)[1]
+    assert {tuple(r) for r in other.collect()} != {tuple(r) for r in test.collect()}
 
 
 def test_train_and_score_route_model_recommender() -> None:
@@ -299,7 +418,8 @@ def test_tuner_evaluation_applies_catalogue_bought_cap_and_fill(spark: SparkSess
 
     # u1's source list: i9 (not in catalogue), i1 A, i2 A, i3 B (bought), i4 A. With one item
     # per category: i1, then the popularity fill i5 C (i6 C capped), i7 D → top 3 i1 i5 i7.
-    # u2 has no candidates: fill i5, i7 (two items). u3 is not a user to serve: left out.
+    # u2 has no candidates: fill i5, i7, then i6 over C's cap (the cap never shortens a list).
+    # u3 is not a user to serve: left out.
     # Truth u1 {i2, i7}: hit at rank 3 → ndcg@3 = (1/log2 4) / (1 + 1/log2 3) = 0.5 / 1.63093,
     # recall@3 = 1/2; u2 {i1}: 0.
     src = spark.createDataFrame(

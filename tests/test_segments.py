@@ -9,8 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pyspark.errors import IllegalArgumentException
+from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import IntegerType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
 from shopperlake.build_segments import main as build_segments_job
@@ -29,6 +32,7 @@ from shopperlake.segments import (
     rfm_scores,
     segment_summary,
 )
+from shopperlake.segments import _silhouette as silhouette
 from tests.conftest import job_args
 
 D1 = dt.date(2024, 3, 31)
@@ -158,6 +162,29 @@ def test_kmeans_picks_k_by_silhouette_and_ids_survive_a_reseeded_rerun(
     assert before == after
     assert sorted(min(v) for v in before.values()) == [0, 1, 2]
     assert all(len(v) == 1 for v in before.values())
+
+
+def test_silhouette_is_none_for_one_cluster_only_and_other_failures_propagate(
+    spark: SparkSession,
+) -> None:
+    points = [(0.0, 0), (1.0, 0), (10.0, 1), (11.0, 1)]
+    two = spark.createDataFrame(
+        [(Vectors.dense([x]), p) for x, p in points],
+        StructType(
+            [StructField("features", VectorUDT()), StructField("prediction", IntegerType())]
+        ),
+    )
+    # Squared Euclidean silhouette (MLlib's default), every point a = 1 (its cluster mate);
+    # b = (100 + 121) / 2 for 0 and 11, (81 + 100) / 2 for 1 and 10.
+    want = 1.0 - (1.0 / 110.5 + 1.0 / 90.5) / 2.0
+    assert silhouette(two) == pytest.approx(want, rel=1e-9)
+    one = two.withColumn("prediction", F.lit(0))
+    assert silhouette(one) is None  # undefined for a single cluster
+    broken = spark.createDataFrame(
+        [(str(x), p) for x, p in points], "features string, prediction int"
+    )
+    with pytest.raises(IllegalArgumentException, match="Column features must be of type"):
+        silhouette(broken)
 
 
 def test_segment_summary_by_hand(spark: SparkSession) -> None:

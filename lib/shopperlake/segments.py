@@ -263,10 +263,14 @@ def _one_cluster(
 
 
 def _silhouette(predictions: DataFrame) -> float | None:
-    try:
-        return float(ClusteringEvaluator(featuresCol="features").evaluate(predictions))
-    except Exception:  # one cluster only: silhouette undefined
+    """Silhouette of ``predictions`` (features, prediction); None when they hold fewer than
+    two clusters (KMeans collapses to one on identical points), where it is undefined. Any
+    other failure of the evaluator (a wrong features column, ...) propagates."""
+    clusters = predictions.select("prediction").distinct().limit(2).count()
+    if clusters < 2:
+        log.info("one cluster only: silhouette undefined")
         return None
+    return float(ClusteringEvaluator(featuresCol="features").evaluate(predictions))
 
 
 def _pick_k(

@@ -15,7 +15,10 @@ def _vectors(df: DataFrame) -> DataFrame:
 def fit_predict(
     train: DataFrame, evaluate_on: dict[str, DataFrame], seed: int, gbt_max_iter: int = 60
 ) -> dict[str, dict[str, DataFrame]]:
-    """``{algorithm: {split: frame with score}}`` for logistic regression and GBT."""
+    """``{algorithm: {split: frame with score}}`` for logistic regression and GBT.
+
+    ``gbt_max_iter`` (``models.<name>.gbt_max_iter``) is the number of boosting rounds, i.e.
+    trees, of the GBT (Spark does not stop GBT early without a validation column)."""
     train_v = _vectors(train).withColumn("label", F.col("label").cast("double")).cache()
     lr = LogisticRegression(
         featuresCol="fvec",
@@ -29,7 +32,7 @@ def fit_predict(
         featuresCol="fvec",
         labelCol="label",
         weightCol="weight",
-        maxIter=60,
+        maxIter=gbt_max_iter,
         maxDepth=4,
         stepSize=0.1,
         subsamplingRate=0.8,

@@ -41,11 +41,13 @@ def permutation_importance(
     Each feature gets its own random cyclic shift of the rows (a permutation without fixed
     points), so every variant is one exploded row and one join: a single distributed pass
     scores the original and all permuted copies, and AUCs are computed per feature on Spark.
+    At most ``max_rows`` test rows (a seeded random subset) are used.
     """
     base = test.select("features", "label")
-    n_all = base.count()
-    if n_all > max_rows:
-        base = base.sample(fraction=max_rows / n_all, seed=seed)
+    if base.count() > max_rows:
+        # An exact seeded sample: ``models.<name>.importance_rows`` bounds the rows scored
+        # (a Bernoulli ``sample(fraction)`` may overshoot it).
+        base = base.orderBy(F.rand(seed)).limit(max_rows)
     base = base.withColumn(
         "pos", F.row_number().over(Window.orderBy(F.monotonically_increasing_id())) - 1
     ).cache()

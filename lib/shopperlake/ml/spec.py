@@ -11,6 +11,19 @@ from shopperlake.errors import ConfigError, InputError
 KINDS = ("churn", "propensity")
 DESIGNS = ("rolling", "holdout")
 CALIBRATION_METHODS = ("platt", "isotonic")
+# Every key a ``models.<name>`` block may have (``models`` is an open map in the config, so
+# this is where a misspelt knob is caught instead of being silently ignored).
+BLOCK_KEYS = frozenset(
+    {
+        "kind", "lookback_days", "horizon_days", "population", "auto_cutoffs",
+        "cutoff_step_days", "validation_share", "categorical_features", "exclude_features",
+        "log_transform", "vocab_size", "threshold", "promotion", "risk_bands", "score_table",
+        "gbt_max_iter", "importance_rows", "dnn", "design", "test_share", "split_seed",
+        "calibration",
+    }
+)  # fmt: skip
+SUB_KEYS = {"threshold": frozenset({"strategy", "budget"}),
+            "promotion": frozenset({"metric", "min_delta"})}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,15 @@ def model_spec(cfg: Config, name: str) -> ModelSpec:
     if name not in models:
         raise InputError(f"unknown model '{name}' (configured: {', '.join(sorted(models))})")
     block = models[name]
+    if not isinstance(block, dict):
+        raise ConfigError(f"models.{name} must be a mapping")
+    unknown = set(block) - BLOCK_KEYS
+    if unknown:
+        raise ConfigError(f"models.{name}: unknown key(s) {', '.join(sorted(unknown))}")
+    for sub, keys in SUB_KEYS.items():
+        extra = set(block.get(sub) or {}) - keys
+        if extra:
+            raise ConfigError(f"models.{name}.{sub}: unknown key(s) {', '.join(sorted(extra))}")
     kind = _get(block, "kind", name, str)
     if kind not in KINDS:
         raise ConfigError(f"models.{name}.kind must be one of {', '.join(KINDS)}")
@@ -105,6 +127,13 @@ def model_spec(cfg: Config, name: str) -> ModelSpec:
     population = str(block.get("population", "purchasers"))
     if population not in {"purchasers", "active"}:
         raise ConfigError(f"models.{name}.population must be purchasers or active")
+    if kind == "churn" and population != "purchasers":
+        raise ConfigError(
+            f"models.{name}.population has no effect for kind churn (always purchasers)"
+        )
+    for knob in ("gbt_max_iter", "importance_rows"):
+        if int(block.get(knob, 1)) < 1:
+            raise ConfigError(f"models.{name}.{knob} must be >= 1")
     threshold = block.get("threshold") or {}
     strategy: Literal["max_f1", "budget"]
     raw_strategy = str(threshold.get("strategy", "max_f1"))

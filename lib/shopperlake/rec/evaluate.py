@@ -1,5 +1,5 @@
-"""Offline evaluation: time-based holdout and per-user random split, every list side by side
-(ranking metrics from :mod:`shopperlake.ranking_metrics`, computed on Spark)."""
+"""Offline evaluation: time-based holdout, random and per-user stratified splits, next basket;
+every list side by side (ranking metrics from :mod:`shopperlake.ranking_metrics`, on Spark)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,40 @@ from shopperlake.ranking_metrics import (
 def random_split(
     interactions: DataFrame, test_ratio: float, seed: int
 ) -> tuple[DataFrame, DataFrame]:
-    """Per-user random split of (user, item) pairs by a seeded hash: (train, test).
+    """Random split of (user, item) pairs, each pair on its own: (train, test).
 
-    Users with a single interaction keep it in train (nothing to predict from otherwise).
+    Every pair goes to test when a seeded hash of (user, item) falls below ``test_ratio``,
+    independently of the user's other pairs (protocol ``random``); users with a single pair
+    keep it in train. The share is ``test_ratio`` only on average: a user can have no test
+    pair, or every pair in test (nothing left to learn from). :func:`stratified_split` splits
+    each user's pairs by the ratio instead.
     """
     u = F.abs(F.xxhash64("user_id", "item_id", F.lit(seed))) % 1_000_000 / 1_000_000.0
     n = F.count(F.lit(1)).over(Window.partitionBy("user_id"))
     marked = interactions.withColumn("_test", (u < F.lit(test_ratio)) & (n > 1))
+    train = marked.where(~F.col("_test")).drop("_test")
+    test = marked.where(F.col("_test")).select("user_id", "item_id")
+    return train, test
+
+
+def stratified_split(
+    interactions: DataFrame, test_ratio: float, seed: int
+) -> tuple[DataFrame, DataFrame]:
+    """Per-user stratified split of (user, item) pairs: (train, test).
+
+    Each user's ``n`` pairs are ordered by ``xxhash64(user_id, item_id, seed)`` (ties by item
+    id) and the first ``min(round_half_up(test_ratio * n), n - 1)`` go to test: every user
+    with two pairs or more keeps at least one in train, a user with one pair keeps it in
+    train, and the same seed gives the same split (protocol ``stratified``).
+    """
+    w = Window.partitionBy("user_id")
+    position = F.row_number().over(
+        w.orderBy(F.xxhash64("user_id", "item_id", F.lit(seed)), F.col("item_id"))
+    )
+    n = F.count(F.lit(1)).over(w)
+    # round half up; the epsilon keeps e.g. 0.7 * 5 = 3.4999999999999996 at 3.5 -> 4
+    n_test = F.least(F.floor(n * F.lit(float(test_ratio)) + F.lit(0.5 + 1e-9)), n - 1)
+    marked = interactions.withColumn("_test", position <= n_test)
     train = marked.where(~F.col("_test")).drop("_test")
     test = marked.where(F.col("_test")).select("user_id", "item_id")
     return train, test

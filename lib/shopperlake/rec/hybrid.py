@@ -1,12 +1,16 @@
 """Hybrid: per-user normalised source scores blended with config weights, then business rules
 (already bought, out of catalogue, per-category cap) and a popularity fill so every user gets K.
+
+The per-category cap is a preference, never a reason for a short list: items without a category
+are each their own group (never capped together), and when the capped candidates and fill cannot
+make K items, the best items over the cap complete the list.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 FALLBACK_OFFSET = 2.0  # fallback scores sit below every blended score (those are >= 0)
@@ -54,6 +58,11 @@ def blend(
     )
 
 
+def cap_group() -> list[Column]:
+    """The per-category cap's group: the category, or the item itself when it has none."""
+    return [F.col("category"), F.when(F.col("category").isNull(), F.col("item_id"))]
+
+
 def finalise(
     candidates: DataFrame,
     users: DataFrame,
@@ -69,7 +78,9 @@ def finalise(
     ``candidates`` (user_id, item_id, score, source); ``fallback`` (user_id, item_id, score)
     popularity lists placed below every candidate; ``catalog`` (item_id, category): items not
     in it are dropped; ``bought`` (user_id, item_id) is excluded unless the item's category is
-    in ``repeat_categories``; at most ``max_per_category`` items per category.
+    in ``repeat_categories``; at most ``max_per_category`` items per category (a null category
+    is no category: not capped) while the pool allows, after which the items over the cap
+    follow by score, so a user gets fewer than ``k`` items only when the pool itself is smaller.
     """
     fb = fallback.select(
         "user_id",
@@ -95,9 +106,34 @@ def finalise(
         )
     order = [F.col("score").desc(), F.col("item_id").asc()]
     capped = pool.withColumn(
-        "_in_cat", F.row_number().over(Window.partitionBy("user_id", "category").orderBy(*order))
-    ).where(F.col("_in_cat") <= max_per_category)
+        "_over_cap",
+        F.row_number().over(Window.partitionBy("user_id", *cap_group()).orderBy(*order))
+        > F.lit(max_per_category),
+    )
     ranked = capped.withColumn(
-        "rank", F.row_number().over(Window.partitionBy("user_id").orderBy(*order))
+        "rank",
+        F.row_number().over(
+            Window.partitionBy("user_id").orderBy(F.col("_over_cap").asc(), *order)
+        ),
     ).where(F.col("rank") <= k)
     return ranked.select("user_id", F.col("rank").cast("int"), "item_id", "score", "source")
+
+
+def short_lists(recs: DataFrame, users: DataFrame, k: int) -> DataFrame:
+    """(user_id, items): the users of ``users`` whose list in ``recs`` (user_id, item_id) is not
+    exactly ``k`` distinct items, one row each (``items`` 0 for a user without a list)."""
+    per_user = recs.groupBy("user_id").agg(
+        F.countDistinct("item_id").alias("items"), F.count(F.lit(1)).alias("rows")
+    )
+    return (
+        users.select("user_id")
+        .distinct()
+        .join(per_user, "user_id", "left")
+        .select(
+            "user_id",
+            F.coalesce(F.col("items"), F.lit(0)).alias("items"),
+            F.coalesce(F.col("rows"), F.lit(0)).alias("rows"),
+        )
+        .where((F.col("items") != k) | (F.col("rows") != k))
+        .select("user_id", "items")
+    )

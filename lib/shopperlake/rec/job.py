@@ -5,7 +5,8 @@ a validation split of that data only), evaluate every source and the hybrid side
 the holdout, write gold.model_metrics, register a version and make it current unless its
 hybrid metric is worse than the current version's. score: refit on every interaction up to
 the end of the as-of day with the registered λ and blend, write gold.recommendations (every
-user of the as-of profile snapshot gets K items) and gold.similar_items.
+user of the as-of profile snapshot gets K distinct items, checked: the job fails otherwise)
+and gold.similar_items.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shopperlake.cli import JobContext, job_main
-from shopperlake.errors import ConfigError, InputError
+from shopperlake.errors import ConfigError, InputError, ShopperLakeError
 from shopperlake.ml.petastorm_io import use_cache_dir
 from shopperlake.ml.registry import ModelVersion, Registry, registry_root
 from shopperlake.model_metrics import (
@@ -45,8 +46,9 @@ from shopperlake.rec.evaluate import (
     novelty_counts,
     random_split,
     split_last_order,
+    stratified_split,
 )
-from shopperlake.rec.hybrid import finalise
+from shopperlake.rec.hybrid import finalise, short_lists
 from shopperlake.rec.interactions import bought, interactions, truth_window
 from shopperlake.rec.params import RecParams
 from shopperlake.rec.pipeline import Fitted, Inputs, final_lists, fit_sources, release
@@ -55,8 +57,17 @@ from shopperlake.rec.ranker import tune_weights, validation_frame
 
 log = logging.getLogger(__name__)
 MODEL = "recommender"
+# gold.model_metrics.split of each protocol's figures
+SPLIT_NAMES = {"time": "holdout", "random": "random_split", "stratified": "stratified_split",
+               "last_order": "last_order"}  # fmt: skip
+# (train, test) splitters of the split protocols
+SPLITTERS = {"random": random_split, "stratified": stratified_split}
 TABLE_COLUMNS = ("precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10", "coverage@10",
                  "novelty@10")  # fmt: skip
+
+
+class ShortListsError(ShopperLakeError):
+    """``score --model recommender`` could not give every snapshot user K distinct items."""
 
 
 def wants_recommender(argv: Sequence[str]) -> bool:
@@ -90,7 +101,6 @@ def catalog_as_of(items: DataFrame, events: DataFrame, as_of: dt.date) -> DataFr
         .where(F.col("item_id").isNotNull())
         .groupBy("item_id")
         .agg(F.first("category", ignorenulls=True).alias("category"), F.avg("price").alias("price"))
-        .withColumn("category", F.coalesce(F.col("category"), F.lit("unknown")))
     )
 
 
@@ -151,7 +161,6 @@ class Tuning:
 
 
 Evaluated = tuple[dict[str, dict[str, float]], Comparison, Fitted, Tuning]
-PROTOCOL_SPLITS = {"time": "holdout", "random": "random_split", "last_order": "last_order"}
 
 
 def split_inputs(
@@ -217,9 +226,9 @@ def validation_time(
 def validation_split(
     train: DataFrame, catalog: DataFrame, params: RecParams, seen: bool
 ) -> Validation:
-    """Inner per-user random split of the training interactions (seed ``split.seed + 1``);
-    ``seen``: exclude inner-train items."""
-    inner, valid = random_split(train, params.test_ratio, params.seed + 1)
+    """Inner split of the training interactions by the protocol's own splitter (``random`` or
+    ``stratified``, seed ``split.seed + 1``); ``seen``: exclude inner-train items."""
+    inner, valid = SPLITTERS[params.protocol](train, params.test_ratio, params.seed + 1)
     inp = split_inputs(inner.cache(), catalog, seen, ())
     return Validation(inp, valid)
 
@@ -339,12 +348,13 @@ def evaluate_time(
 def evaluate_random(
     ctx: JobContext, events: DataFrame, catalog: DataFrame, as_of: dt.date, params: RecParams
 ) -> Evaluated:
-    """Published-figures protocol: per-user random split of interactions, items seen in
-    training removed from the ranking, binary relevance."""
+    """Split protocols (``random``: each pair on its own; ``stratified``: each user's pairs by
+    the ratio) of the interactions up to the as-of day; items seen in training removed from
+    the ranking, binary relevance."""
     inter = interactions(
         events, as_of, params.event_weights, params.half_life_days, params.lookback_days
     )
-    train, test = random_split(inter, params.test_ratio, params.seed)
+    train, test = SPLITTERS[params.protocol](inter, params.test_ratio, params.seed)
     train = train.cache()
     tuning = tune(ctx.spark, validation_split(train, catalog, params, True), catalog, params)
     inp = split_inputs(train, catalog, True, ())
@@ -396,7 +406,7 @@ def _evaluate(
         [str(m) for m in ctx.cfg.get("evaluation.ranking_metrics")],
         BootstrapSettings.from_config(ctx.cfg),
         model="hybrid",
-        split=PROTOCOL_SPLITS[params.protocol],
+        split=SPLIT_NAMES[params.protocol],
     )
     for df in lists.values():
         df.unpersist()
@@ -425,11 +435,12 @@ def train_body(ctx: JobContext) -> None:
     catalog = catalog_frame(ctx, events, as_of).cache()
     cutoff = as_of - dt.timedelta(days=params.holdout_days)
     evaluate = {
-        "time": evaluate_time, "random": evaluate_random, "last_order": evaluate_last_order
+        "time": evaluate_time, "random": evaluate_random, "stratified": evaluate_random,
+        "last_order": evaluate_last_order,
     }[params.protocol]  # fmt: skip
     metrics, comparison, fitted, tuning = evaluate(ctx, events, catalog, as_of, params)
     release(fitted)
-    split = PROTOCOL_SPLITS[params.protocol]
+    split = SPLIT_NAMES[params.protocol]
     objective = str(params.blend.get("objective", "ndcg@10"))
     registry = Registry(registry_root(ctx.lake.root))
     mv = registry.new_version(MODEL)
@@ -552,8 +563,22 @@ def score_body(ctx: JobContext) -> None:
     written = ctx.lake.read("gold.recommendations").where(F.col("as_of_date") == F.lit(as_of))
     n_rows = written.count()
     n_users = inp.users.count()
+    # The promise of the table: every user of the snapshot has exactly K distinct items. A
+    # failure here rolls the job's writes back (Lake.transaction).
+    short = (
+        short_lists(written, inp.users, params.k)
+        .agg(F.count(F.lit(1)).alias("users"), F.min("items").alias("fewest"))
+        .first()
+    )
     release(fitted)
     catalog.unpersist()
+    if short is not None and short["users"]:
+        raise ShortListsError(
+            f"{short['users']} of {n_users} users of the {as_of} snapshot got fewer than "
+            f"recommender.k={params.k} distinct items (fewest: {short['fewest']}): the items "
+            "left after the rules (catalogue, already bought) are too few; lower "
+            "recommender.k or raise recommender.fallback_n"
+        )
     ctx.run.rows_read = n_users
     ctx.run.rows_written = n_rows
     ctx.run.metrics["users"] = float(n_users)

@@ -9,7 +9,7 @@ from typing import Any
 from shopperlake.errors import ConfigError
 
 SOURCES = ("popularity", "itemcf", "ease", "als", "content", "repeat", "twotower")
-PROTOCOLS = ("time", "random", "last_order")
+PROTOCOLS = ("time", "random", "stratified", "last_order")
 BLEND_MODES = ("weights", "tuned")
 # Keys of ``recommender.blend`` that are not a source weight.
 BLEND_OPTIONS = (
@@ -95,7 +95,8 @@ class RecParams:
             (self.candidates >= self.k, "recommender.candidates must be >= k"),
             (self.half_life_days > 0, "recommender.half_life_days must be > 0"),
             (self.holdout_days >= 1, "recommender.holdout_days must be >= 1"),
-            (self.protocol in PROTOCOLS, "recommender.split.protocol: time | random | last_order"),
+            (self.protocol in PROTOCOLS,
+             "recommender.split.protocol: time | random | stratified | last_order"),
             (0.0 < self.test_ratio < 1.0, "recommender.split.test_ratio must be in (0, 1)"),
             (self.max_per_category >= 1, "recommender.max_per_category must be >= 1"),
             (self.fallback_n >= self.k, "recommender.fallback_n must be >= k"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from shopperlake.profiles import point_in_time
@@ -29,7 +29,11 @@ def item_popularity(events: DataFrame, as_of: dt.date, days: int) -> DataFrame:
 def segment_popularity(interactions: DataFrame, user_segments: DataFrame, n: int) -> DataFrame:
     """Top-``n`` items per segment and overall (segment ``__all__``) by interaction weight.
 
-    ``user_segments`` is (user_id, segment); returns (segment, item_id, score, rank).
+    A segment's list is its own most popular items, then the items of the overall list it
+    lacks (in that order), up to ``n``: a small segment's list is as long as the overall one,
+    so it can still fill every list of its users to K. ``user_segments`` is (user_id,
+    segment); returns (segment, item_id, score, rank), ``score`` the weight in the list's own
+    ranking (segment or overall).
     """
     seg = interactions.join(user_segments, "user_id", "left")
     per_segment = (
@@ -37,9 +41,33 @@ def segment_popularity(interactions: DataFrame, user_segments: DataFrame, n: int
         .groupBy("segment", "item_id")
         .agg(F.sum("weight").alias("score"))
     )
-    overall = seg.groupBy("item_id").agg(F.sum("weight").alias("score"))
-    both = per_segment.unionByName(overall.withColumn("segment", F.lit(GLOBAL)))
-    return top_n(both, "segment", n)
+    overall = top_n(
+        seg.groupBy("item_id")
+        .agg(F.sum("weight").alias("score"))
+        .withColumn("segment", F.lit(GLOBAL)),
+        "segment",
+        n,
+    )
+    own = top_n(per_segment, "segment", n).withColumn("_fill", F.lit(0))
+    filler = (
+        per_segment.select("segment")
+        .distinct()
+        .crossJoin(F.broadcast(overall.select("item_id", "score", "rank")))
+        .withColumn("_fill", F.lit(1))
+    )
+    first = Window.partitionBy("segment", "item_id").orderBy("_fill", "rank")
+    extended = (
+        own.unionByName(filler)
+        .withColumn("_n", F.row_number().over(first))
+        .where(F.col("_n") == 1)
+        .withColumn(
+            "rank",
+            F.row_number().over(Window.partitionBy("segment").orderBy("_fill", "rank")),
+        )
+        .where(F.col("rank") <= n)
+        .select("segment", "item_id", "score", "rank")
+    )
+    return extended.unionByName(overall.select("segment", "item_id", "score", "rank"))
 
 
 def recommend_popular(users: DataFrame, popular: DataFrame) -> DataFrame:

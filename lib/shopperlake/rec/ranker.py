@@ -5,10 +5,11 @@ exactly as :func:`shopperlake.rec.hybrid.blend` does, put through the rules of
 :func:`shopperlake.rec.hybrid.finalise` that do not depend on the score (catalogue, already
 bought) and collected for a bounded sample of validation users into a :class:`Frame` on the
 driver. Any weight vector is then scored there in milliseconds (weighted sum, popularity fill
-below every candidate, per-category cap, top-k, metric against the validation truth), so a
-coordinate ascent over a small grid is cheap. It starts from the best of the config weights and
-every source alone, so on validation the tuned hybrid is never worse than its best source; it
-runs once per candidate normalisation (reciprocal rank with some ``rrf_k``, or min-max).
+below every candidate, per-category cap with over-cap items last, top-k, metric against the
+validation truth), so a coordinate ascent over a small grid is cheap. It starts from the best
+of the config weights and every source alone, so on validation the tuned hybrid is never worse
+than its best source; it runs once per candidate normalisation (reciprocal rank with some
+``rrf_k``, or min-max).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ class Frame:
     """Validation candidates on the driver, one row per (user, item) the hybrid may rank.
 
     ``user``: code 0..n_users-1; ``item``: code in ``item_id`` order (the tie-break of
-    ``finalise``); ``category``: code; ``fallback``: popularity score minus the fallback offset
-    (NaN when the item is not in the user's popularity list); ``ranks``: one column per source,
+    ``finalise``); ``category``: code (an item without category has a code of its own);
+    ``fallback``: popularity score minus the fallback offset (NaN when the item is not in the
+    user's popularity list); ``ranks``: one column per source,
     the item's rank in the source's list (0 when absent); ``minmax``: its per-user min-max
     score; ``label``: item in the user's validation truth; ``n_relevant``: truth size per user
     code (users without any candidate still count).
@@ -161,6 +163,9 @@ def validation_frame(
     code = {u: i for i, u in enumerate(user_ids)}
     by_user = dict(zip(counts["user_id"], counts["count"], strict=True))
     item_codes = pd.factorize(rows["item_id"], sort=True)[0]
+    # A null category is no category: each such item is its own cap group (as in finalise).
+    cat_codes, categories = pd.factorize(rows["category"])
+    cat_codes = np.where(cat_codes < 0, len(categories) + item_codes, cat_codes)
     ranks = rows[[f"{n}_rank" for n in names]].fillna(0).to_numpy(dtype=np.int64)
     minmax = rows[[f"{n}_mm" for n in names]].astype("float64").fillna(0.0).to_numpy()
     log.info("blend tuning frame: %d users, %d candidate rows", len(user_ids), len(rows))
@@ -168,7 +173,7 @@ def validation_frame(
         sources=names,
         user=rows["user_id"].map(code).to_numpy(dtype=np.int64),
         item=np.asarray(item_codes, dtype=np.int64),
-        category=pd.factorize(rows["category"].fillna(""))[0].astype(np.int64),
+        category=np.asarray(cat_codes, dtype=np.int64),
         fallback=rows[f"{_FALLBACK}_mm"].astype("float64").to_numpy(),
         ranks=ranks.reshape(-1, len(names)),
         minmax=minmax.reshape(-1, len(names)),
@@ -216,8 +221,10 @@ def per_user_objective(
     order = np.lexsort((item, -score, user))
     user, cat, label = user[order], cat[order], label[order]
     in_cat = pd.DataFrame({"u": user, "c": cat}).groupby(["u", "c"], sort=False).cumcount()
-    capped = in_cat.to_numpy() < max_per_category
-    user, label = user[capped], label[capped]
+    # The cap as in finalise: items over it follow every item within it, in the same order.
+    over = in_cat.to_numpy() >= max_per_category
+    again = np.lexsort((np.arange(len(user)), over, user))
+    user, label = user[again], label[again]
     first = np.searchsorted(user, user, side="left")  # user is sorted: start of its block
     rank = np.arange(len(user)) - first + 1
     top = rank <= k
