@@ -91,7 +91,7 @@ def catalog_frame(ctx: JobContext, events: DataFrame, as_of: dt.date) -> DataFra
 def catalog_as_of(items: DataFrame, events: DataFrame, as_of: dt.date) -> DataFrame:
     """(item_id, category, price): the item versions valid at the end of ``as_of``, or, when
     none is, the items seen in events before the end of that day (category: the first
-    non-null one, else ``unknown``; price: the mean)."""
+    non-null one, else null, which the per-category cap never groups; price: the mean)."""
     valid = attributes_as_of(items, as_of, "item_id")
     if valid.limit(1).count():
         return valid.select("item_id", "category", "price")
