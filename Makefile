@@ -56,6 +56,8 @@ test: setup
 	$(PY) -m pytest -m 'not slow and not cluster' tests
 	$(PY) -m pytest -m 'cluster' tests
 
+# tests/test_slow.py at the README's 10M-event scale by default; a quicker run:
+# SHOPPERLAKE_SLOW_USERS=2000 SHOPPERLAKE_SLOW_ITEMS=500 make test-slow
 test-slow: setup
 	$(PY) -m pytest -m slow tests
 
