@@ -79,7 +79,9 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
         Step(
             "build churn training set (profiles of earlier cutoffs on demand)",
             build_training_set,
-            [*common, *day, "--model", "churn"],
+            # 180 days of data: with the 60-day horizon, purged training cutoffs (each label
+            # window ends by the test cutoff) fit only twice before the test cutoff
+            [*common, *day, "--model", "churn", "--set", "models.churn.auto_cutoffs=3"],
         ),
         Step("train churn (Horovod x2, Petastorm)", train, [*common, *day, "--model", "churn"]),
         Step("score churn + retention targets", score, [*common, *day, "--model", "churn"]),

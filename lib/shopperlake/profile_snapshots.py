@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from shopperlake.build_profiles import TABLE
 from shopperlake.build_profiles import body as build_profiles_body
 from shopperlake.cli import JobContext
+from shopperlake.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -35,5 +36,9 @@ def ensure_profiles(ctx: JobContext, as_of: dt.date) -> DataFrame:
     build_profiles_body(dataclasses.replace(ctx, as_of=as_of))
     ctx.run.rows_read, ctx.run.rows_written = saved
     built = read_snapshot(ctx, as_of)
-    assert built is not None
+    if built is None:
+        raise InputError(
+            f"the profile snapshot of {as_of} has no users (no events before the end of that "
+            "day): choose later cutoffs (--cutoffs, or fewer models.<name>.auto_cutoffs)"
+        )
     return built
