@@ -207,6 +207,13 @@ KNOBS: dict[str, tuple[str, str]] = {
     "dnn.num_proc": ("1", "dnn"),
     "dnn.seed": ("8", "dnn"),
     "population": ("purchasers|active", "population"),  # propensity only (churn: purchasers)
+    # behaviour covered in tests/test_ml_labels.py (designs) and tests/test_calibration.py
+    "design": ("rolling|holdout", "design"),
+    "test_share": ("0.3", "test_share"),
+    "split_seed": ("8", "split_seed"),
+    "calibration.methods": ("[platt]", "calibration"),
+    "calibration.folds": ("3", "calibration"),
+    "calibration.seed": ("8", "calibration"),
 }
 
 
