@@ -2,15 +2,16 @@
 # The one way to run a ShopperLake job through spark-submit:
 #
 #   ./submit.sh <job> [--env local|cluster|standalone] [job args...]
+#   ./submit.sh --list        the jobs, each with the tables it reads and writes
 #
 # <job> is a file jobs/<job>.py. --env (default local) may appear anywhere and is passed on to
 # the job, like every other argument; --set KEY=VALUE overrides also shape the spark-submit
 # options (e.g. --set spark.conf.spark.executor.memory=4g).
 #
-# The spark-submit options come from conf/<env>.yaml via `python -m shopperlake.submit_args`
+# The spark-submit options come from conf/<env>.yaml via `python -m shopperlake.core.submit_args`
 # (master, --conf, --jars or --packages, the Python interpreter); the package is shipped with
-# --py-files as .sl-build/shopperlake.zip (lib/shopperlake + conf/ as shopperlake/_conf), rebuilt
-# when its sources change.
+# --py-files as .sl-build/shopperlake.zip: the wheel `pip wheel .` builds (conf/ and sql/ inside
+# as package data), rebuilt when its sources change.
 #
 # Environment:
 #   SPARK_SUBMIT        spark-submit to run (default $SPARK_HOME/bin/spark-submit, else the
@@ -21,7 +22,7 @@
 # Local and standalone mode run driver and executors on the repo's venv interpreter. On a real
 # cluster (--env cluster) executors need the same stack: ship a packed environment through
 # spark.submit_conf (spark.archives=...#environment, spark.pyspark.python=./environment/bin/python),
-# see lib/shopperlake/submit_args.py.
+# see lib/shopperlake/core/submit_args.py.
 #
 # Exit status: the job's; 2 for a usage error (unknown job or env) before spark-submit starts.
 set -euo pipefail
@@ -46,14 +47,19 @@ job_names() {
 }
 
 usage() {
-  echo "usage: $PROG <job> [--env local|cluster|standalone] [job args...]  (jobs: $(job_names))"
+  echo "usage: $PROG <job> [--env local|cluster|standalone] [job args...] | --list  (jobs: $(job_names))"
 }
 
 (($# > 0)) || die "missing job name: $PROG <job> [--env ENV] [args...] (jobs: $(job_names))"
+py="${SHOPPERLAKE_PYTHON:-$ROOT/.venv/bin/python}"
 case "$1" in
   -h | --help)
     usage
     exit 0
+    ;;
+  --list)
+    command -v "$py" >/dev/null 2>&1 || die "no Python interpreter at $py (run make setup)"
+    PYTHONPATH="$ROOT/lib${PYTHONPATH:+:$PYTHONPATH}" exec "$py" -m shopperlake.jobs --list
     ;;
 esac
 
@@ -108,13 +114,14 @@ if ((env_given == 0)); then
   job_args+=(--env "$env")
 fi
 
-py="${SHOPPERLAKE_PYTHON:-$ROOT/.venv/bin/python}"
 command -v "$py" >/dev/null 2>&1 || die "no Python interpreter at $py (run make setup)"
+# relative paths of the config (jars dir, lake root) are relative to the repo
+export SHOPPERLAKE_HOME="${SHOPPERLAKE_HOME:-$ROOT}"
 
 # Validates the env and overrides, refreshes the zip, prints one option per line.
 options_text="$(
   PYTHONPATH="$ROOT/lib${PYTHONPATH:+:$PYTHONPATH}" \
-    "$py" -m shopperlake.submit_args --repo-root "$ROOT" --env "$env" ${sets[@]+"${sets[@]}"}
+    "$py" -m shopperlake.core.submit_args --repo-root "$ROOT" --env "$env" ${sets[@]+"${sets[@]}"}
 )" || exit $?
 submit_opts=()
 while IFS= read -r line; do

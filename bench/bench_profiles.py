@@ -134,9 +134,9 @@ def main() -> int:
 
     from pyspark.sql import functions as F
 
-    from shopperlake.config import load_config
-    from shopperlake.lake import Lake
-    from shopperlake.session import build_session
+    from shopperlake.core.config import load_config
+    from shopperlake.core.lake import Lake
+    from shopperlake.core.session import build_session
 
     cfg = load_config("local", ["spark.conf.spark.ui.enabled=false"])
     spark = build_session(cfg, "bench-profiles-report")

@@ -121,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
-    from shopperlake.config import load_config
+    from shopperlake.core.config import load_config
+    from shopperlake.core.session import build_session
     from shopperlake.rec.als import fit_als
     from shopperlake.rec.ease import ease_weights, gram_matrix, score_ease
     from shopperlake.rec.itemcf import item_similarity, recommend_itemcf
     from shopperlake.rec.params import RecParams
     from shopperlake.rec.twotower import prepare_twotower, recommend_twotower
-    from shopperlake.session import build_session
 
     cfg = load_config(args.env)
     params = RecParams.from_config(cfg.section("recommender"))

@@ -1,7 +1,7 @@
 """Training and scoring throughput of the churn DNN path.
 
 1. Input pipeline: the same Keras model fed (a) by the product's Petastorm path
-   (:mod:`shopperlake.ml.petastorm_io`: scalar feature columns, ``make_batch_reader``,
+   (:mod:`shopperlake.training.petastorm_io`: scalar feature columns, ``make_batch_reader``,
    ``rebatch``), (b) by an in-memory NumPy ``tf.data`` pipeline (shuffle, batch, prefetch) and,
    for reference, (c) by Petastorm's own ``converter.make_tf_dataset`` over an ``array<float>``
    column; rows/s over the same number of steps. The VM's neighbours make single timings
@@ -47,11 +47,12 @@ def main() -> int:
     from petastorm.spark import SparkDatasetConverter, make_spark_converter
     from pyspark.sql import functions as F
 
-    from shopperlake.config import load_config
-    from shopperlake.ml import petastorm_io
-    from shopperlake.ml.dnn import TrainedDnn, build_model, horovod_run, predict_column
-    from shopperlake.ml.spec import DnnParams
-    from shopperlake.session import build_session
+    from shopperlake.churn.dnn import TrainedDnn, build_model, predict_column
+    from shopperlake.churn.spec import DnnParams
+    from shopperlake.core.config import load_config
+    from shopperlake.core.session import build_session
+    from shopperlake.training import petastorm_io
+    from shopperlake.training.runner import horovod_run
 
     spark = build_session(load_config("local", ["spark.conf.spark.ui.enabled=false"]), "bench")
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, (WORK / "cache").as_uri())

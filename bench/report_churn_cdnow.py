@@ -89,16 +89,16 @@ def main() -> int:
     from lifetimes import BetaGeoFitter
     from lifetimes.utils import summary_data_from_transaction_data
 
-    from shopperlake.bootstrap import metric_stat
-    from shopperlake.config import load_config
-    from shopperlake.evaluation import brier, expected_calibration_error, roc_auc
+    from shopperlake.churn.train import main as train
+    from shopperlake.churn.training_set import main as build_training_set
+    from shopperlake.core.config import load_config
+    from shopperlake.core.lake import Lake
+    from shopperlake.core.session import build_session
     from shopperlake.ingest.job import main as ingest
-    from shopperlake.lake import Lake
-    from shopperlake.ml.registry import Registry, registry_root
-    from shopperlake.ml.train import main as train
-    from shopperlake.ml.training_set import main as build_training_set
-    from shopperlake.model_metrics import BootstrapSettings, compare, comparison_table
-    from shopperlake.session import build_session
+    from shopperlake.training.bootstrap import metric_stat
+    from shopperlake.training.metrics import brier, expected_calibration_error, roc_auc
+    from shopperlake.training.model_metrics import BootstrapSettings, compare, comparison_table
+    from shopperlake.training.registry import Registry
 
     if not args.reuse:
         shutil.rmtree(work, ignore_errors=True)
@@ -118,7 +118,7 @@ def main() -> int:
     lake = Lake.from_config(spark, cfg, lake_root)
     latest = lake.read("gold.model_metrics").where("model = 'churn'").agg({"version": "max"})
     version = latest.first()[0]  # type: ignore[index]
-    mv = Registry(registry_root(lake.root)).get("churn", version)
+    mv = Registry(Path(lake.root) / "models").get("churn", version)
     predictions = pd.read_csv(mv.path / "predictions_test.csv", dtype={"user_id": str})
 
     # BG/NBD on the calibration period: every transaction on or before the test cutoff.

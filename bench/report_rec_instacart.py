@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", choices=("instacart", "synthetic"), default="instacart")
     args = parser.parse_args(argv)
     os.environ.setdefault("PYSPARK_PYTHON", str(REPO / ".venv" / "bin" / "python"))
-    from shopperlake.config import load_config
-    from shopperlake.session import build_session
+    from shopperlake.core.config import load_config
+    from shopperlake.core.session import build_session
 
     cfg = load_config("local", ["spark.conf.spark.ui.enabled=false"])
     spark = build_session(cfg, f"report-rec-{args.data}")
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def instacart(spark: SparkSession, settings: list[str]) -> int:
     from shopperlake.ingest.job import main as ingest
-    from shopperlake.ml.train import main as train
+    from shopperlake.rec.job import train_main as train
 
     shutil.rmtree(WORK, ignore_errors=True)
     common = ["--lake", str(WORK / "lake"), "--log-level", "WARNING"]
@@ -89,11 +89,11 @@ def instacart(spark: SparkSession, settings: list[str]) -> int:
 
 
 def synthetic(spark: SparkSession, settings: list[str]) -> int:
-    from shopperlake.build_profiles import main as build_profiles
-    from shopperlake.build_segments import main as build_segments
-    from shopperlake.generate import main as generate
     from shopperlake.ingest.job import main as ingest
-    from shopperlake.ml.train import main as train
+    from shopperlake.profiles.job import main as build_profiles
+    from shopperlake.rec.job import train_main as train
+    from shopperlake.segments.job import main as build_segments
+    from shopperlake.synthetic.generate import main as generate
 
     shutil.rmtree(SYNTH_WORK, ignore_errors=True)
     raw = str(SYNTH_WORK / "raw")

@@ -1,8 +1,8 @@
-"""spark-submit entry: the gold.user_profiles snapshot --as-of (see shopperlake.build_profiles)."""
+"""spark-submit entry of `build_profiles` (`./submit.sh --list`: its inputs and outputs)."""
 
 import sys
 
-from shopperlake.build_profiles import main
+from shopperlake.jobs import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("build_profiles"))

@@ -1,8 +1,8 @@
-"""spark-submit entry: RFM segments and clusters --as-of (see shopperlake.build_segments)."""
+"""spark-submit entry of `build_segments` (`./submit.sh --list`: its inputs and outputs)."""
 
 import sys
 
-from shopperlake.build_segments import main
+from shopperlake.jobs import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("build_segments"))

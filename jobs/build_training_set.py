@@ -1,8 +1,8 @@
-"""spark-submit entry: build_training_set (see shopperlake.ml.training_set)."""
+"""spark-submit entry of `build_training_set` (`./submit.sh --list`: its inputs and outputs)."""
 
 import sys
 
-from shopperlake.ml.training_set import main
+from shopperlake.jobs import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("build_training_set"))

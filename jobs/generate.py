@@ -1,8 +1,8 @@
-"""spark-submit entry: generate synthetic raw event files (see shopperlake.generate)."""
+"""spark-submit entry of `generate` (`./submit.sh --list`: its inputs and outputs)."""
 
 import sys
 
-from shopperlake.generate import main
+from shopperlake.jobs import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("generate"))

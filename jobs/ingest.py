@@ -1,8 +1,8 @@
-"""spark-submit entry: ingest raw files into the bronze tables (see shopperlake.ingest.job)."""
+"""spark-submit entry of `ingest` (`./submit.sh --list`: its inputs and outputs)."""
 
 import sys
 
-from shopperlake.ingest.job import main
+from shopperlake.jobs import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("ingest"))

@@ -1,8 +1,8 @@
-"""spark-submit entry: Spark SQL over the gold tables and analyst views (see shopperlake.query)."""
+"""spark-submit entry of `query` (`./submit.sh --list`: its inputs and outputs)."""
 
 import sys
 
-from shopperlake.query import main
+from shopperlake.jobs import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("query"))

@@ -1,8 +1,8 @@
-"""spark-submit entry: score (see shopperlake.ml.score)."""
+"""spark-submit entry of `score` (`./submit.sh --list`: its inputs and outputs)."""
 
 import sys
 
-from shopperlake.ml.score import main
+from shopperlake.jobs import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("score"))

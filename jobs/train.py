@@ -1,8 +1,8 @@
-"""spark-submit entry: train (see shopperlake.ml.train)."""
+"""spark-submit entry of `train` (`./submit.sh --list`: its inputs and outputs)."""
 
 import sys
 
-from shopperlake.ml.train import main
+from shopperlake.jobs import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("train"))

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from shopperlake.config import load_config
-from shopperlake.lake import Lake, load_catalog
-from shopperlake.session import build_session
+from shopperlake.core.config import load_config
+from shopperlake.core.lake import Lake, load_catalog
+from shopperlake.core.session import build_session
 
 TEST_OVERRIDES = [
     "spark.conf.spark.ui.enabled=false",

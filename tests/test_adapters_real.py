@@ -10,8 +10,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from shopperlake.core.lake import Lake
 from shopperlake.ingest.job import main as ingest
-from shopperlake.lake import Lake
 from tests.conftest import job_args
 
 

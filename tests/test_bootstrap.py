@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from shopperlake.bootstrap import (
+from shopperlake.training.bootstrap import (
     Interval,
     Resampler,
     interval,
@@ -16,7 +16,7 @@ from shopperlake.bootstrap import (
     paired_difference,
     verdict,
 )
-from shopperlake.evaluation import roc_auc
+from shopperlake.training.metrics import roc_auc
 
 
 def test_group_resample_draws_whole_groups() -> None:
@@ -122,7 +122,7 @@ def test_bad_arguments() -> None:
 
 
 def test_compare_pairs_the_model_with_every_other_algorithm() -> None:
-    from shopperlake.model_metrics import BootstrapSettings, compare, comparison_rows
+    from shopperlake.training.model_metrics import BootstrapSettings, compare, comparison_rows
 
     rng = np.random.default_rng(6)
     y = rng.integers(0, 2, 1500)

@@ -14,19 +14,19 @@ from pyspark.ml.regression import IsotonicRegression
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
-from shopperlake.config import load_config
-from shopperlake.errors import ConfigError
-from shopperlake.evaluation import brier, expected_calibration_error
-from shopperlake.ml.calibration import (
+from shopperlake.churn.labels import population_members
+from shopperlake.churn.score import assemble_scores, population_status, retention_targets
+from shopperlake.churn.spec import model_spec
+from shopperlake.core.config import load_config
+from shopperlake.core.errors import ConfigError
+from shopperlake.training.calibration import (
     Calibrator,
     choose,
     fit_isotonic,
     fit_platt,
     fold_ids,
 )
-from shopperlake.ml.labels import population_members
-from shopperlake.ml.score import assemble_scores, population_status, retention_targets
-from shopperlake.ml.spec import model_spec
+from shopperlake.training.metrics import brier, expected_calibration_error
 
 D = dt.date
 AS_OF = D(2024, 3, 31)

@@ -17,14 +17,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from shopperlake.build_profiles import main as build_profiles
-from shopperlake.generate import main as generate
+from shopperlake.churn.score import main as score
+from shopperlake.churn.train import main as train
+from shopperlake.churn.training_set import main as build_training_set
+from shopperlake.core.lake import Lake, load_catalog
 from shopperlake.ingest.job import main as ingest
-from shopperlake.lake import Lake, load_catalog
-from shopperlake.ml.registry import Registry, registry_root
-from shopperlake.ml.score import main as score
-from shopperlake.ml.train import main as train
-from shopperlake.ml.training_set import main as build_training_set
+from shopperlake.profiles.job import main as build_profiles
+from shopperlake.synthetic.generate import main as generate
+from shopperlake.training.registry import Registry
 from tests.conftest import job_args
 
 pytestmark = pytest.mark.training
@@ -107,7 +107,7 @@ def test_training_set_is_point_in_time_and_split_out_of_time(trained: Trained) -
 
 def test_horovod_dnn_beats_constant_and_is_registered(trained: Trained) -> None:
     assert trained.train_code == 0
-    registry = Registry(registry_root(trained.lake.root))
+    registry = Registry(Path(trained.lake.root) / "models")
     mv = registry.get("churn")
     assert mv.version == "v0001"
     params = mv.read_json("params.json")
@@ -170,7 +170,7 @@ def test_test_figures_carry_intervals_and_paired_differences(trained: Trained) -
 def test_calibrated_dnn_matches_the_observed_test_rate(trained: Trained) -> None:
     """Balanced class weights push the raw DNN towards 0.5; the calibrator chosen on
     validation brings the mean test probability to the observed test churn rate."""
-    mv = Registry(registry_root(trained.lake.root)).get("churn")
+    mv = Registry(Path(trained.lake.root) / "models").get("churn")
     assert mv.read_json("calibration.json")["method"] in {"platt", "isotonic"}
     test = trained.lake.read("gold.training_sets").where("model = 'churn' AND split = 'test'")
     observed = test.agg(F.avg("label")).first()[0]  # type: ignore[index]
@@ -248,7 +248,7 @@ def test_scores_cover_the_snapshot_and_are_idempotent(
 
 
 def test_retrain_that_is_worse_is_not_promoted(trained: Trained, tmp_path: Path) -> None:
-    registry = Registry(registry_root(trained.lake.root))
+    registry = Registry(Path(trained.lake.root) / "models")
     current = registry.get("churn")
     # A second version whose test AUC is worse than the current one's must not move current.
     worse = registry.new_version("churn")
@@ -316,5 +316,5 @@ def test_propensity_trains_scores_and_ranks_buyers_first(
     profiles = lake.read("gold.user_profiles").where(f"as_of_date = DATE'{AS_OF}'")
     assert scores.count() == profiles.count()
     assert {r.model_version for r in scores.select("model_version").distinct().collect()} == {
-        Registry(registry_root(lake.root)).current("propensity")
+        Registry(Path(lake.root) / "models").current("propensity")
     }

@@ -22,7 +22,7 @@ import pytest
 from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
-from shopperlake.lake import Lake, load_catalog
+from shopperlake.core.lake import Lake, load_catalog
 
 pytestmark = pytest.mark.cluster
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shopperlake.config import load_config
-from shopperlake.errors import ConfigError
+from shopperlake.core.config import load_config
+from shopperlake.core.errors import ConfigError
 
 
 def test_local_overlay_and_override_layering() -> None:

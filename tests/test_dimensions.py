@@ -13,14 +13,14 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from shopperlake.cli import JobContext
-from shopperlake.config import load_config
+from shopperlake.core.cli import JobContext
+from shopperlake.core.config import load_config
+from shopperlake.core.lake import Lake, load_catalog
+from shopperlake.core.runlog import RunRecorder
+from shopperlake.core.schemas import EVENTS, SCHEMAS, USERS
 from shopperlake.ingest.job import main as ingest
-from shopperlake.lake import Lake, load_catalog
-from shopperlake.profiles import attributes_as_of
+from shopperlake.profiles.features import attributes_as_of
 from shopperlake.rec.job import catalog_frame
-from shopperlake.runlog import RunRecorder
-from shopperlake.schemas import EVENTS, SCHEMAS, USERS
 from tests.conftest import TEST_OVERRIDES, job_args
 
 UTC = dt.UTC

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopperlake.evaluation import (
+from shopperlake.training.metrics import (
     brier,
     calibration_table,
     choose_threshold,

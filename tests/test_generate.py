@@ -16,9 +16,15 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
-from shopperlake.config import load_config
-from shopperlake.generate import GenParams, chunk_event_lines, chunk_events, main, planted_users
-from shopperlake.lake import Lake
+from shopperlake.core.config import load_config
+from shopperlake.core.lake import Lake
+from shopperlake.synthetic.generate import (
+    GenParams,
+    chunk_event_lines,
+    chunk_events,
+    main,
+    planted_users,
+)
 
 EVENT_TYPES = {
     "view", "click", "search", "add_to_cart", "remove_from_cart", "purchase", "return", "review",

@@ -13,8 +13,8 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from shopperlake.core.lake import Lake
 from shopperlake.ingest.job import main as ingest
-from shopperlake.lake import Lake
 from tests.conftest import job_args
 
 UTC = dt.UTC

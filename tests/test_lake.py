@@ -9,9 +9,9 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
-from shopperlake.errors import LakeError, SchemaError
-from shopperlake.lake import Lake, load_catalog, partition_predicate
-from shopperlake.schemas import ITEMS, QUARANTINE
+from shopperlake.core.errors import LakeError, SchemaError
+from shopperlake.core.lake import Lake, load_catalog, partition_predicate
+from shopperlake.core.schemas import ITEMS, QUARANTINE
 
 D = dt.date
 

@@ -20,13 +20,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from shopperlake.config import load_config
-from shopperlake.errors import ConfigError, SchemaError
-from shopperlake.ml import baselines
-from shopperlake.ml.features import FeatureTransform, profile_features
-from shopperlake.ml.importance import permutation_importance
-from shopperlake.ml.score import risk_band
-from shopperlake.ml.spec import ModelSpec, model_spec
+from shopperlake.churn import baselines
+from shopperlake.churn.features import FeatureTransform, profile_features
+from shopperlake.churn.score import risk_band
+from shopperlake.churn.spec import ModelSpec, model_spec
+from shopperlake.core.config import load_config
+from shopperlake.core.errors import ConfigError, SchemaError
+from shopperlake.training.importance import permutation_importance
 
 ROWS = "user_id STRING, cutoff DATE, features ARRAY<FLOAT>, label INT, weight DOUBLE"
 C = dt.date(2024, 1, 31)

@@ -10,14 +10,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from shopperlake.config import load_config
-from shopperlake.errors import InputError
-from shopperlake.lake import Lake
-from shopperlake.ml.labels import label_users
-from shopperlake.ml.spec import model_spec
-from shopperlake.ml.training_set import assign_holdout_split, assign_split, resolve_cutoffs
-from shopperlake.ml.training_set import main as build_training_set
-from shopperlake.schemas import EVENTS
+from shopperlake.churn.labels import label_users
+from shopperlake.churn.spec import model_spec
+from shopperlake.churn.training_set import assign_holdout_split, assign_split, resolve_cutoffs
+from shopperlake.churn.training_set import main as build_training_set
+from shopperlake.core.config import load_config
+from shopperlake.core.errors import InputError
+from shopperlake.core.lake import Lake
+from shopperlake.core.schemas import EVENTS
 from tests.conftest import job_args
 
 D = dt.date

@@ -14,11 +14,12 @@ from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from shopperlake.build_profiles import main as build_profiles_job
-from shopperlake.errors import ConfigError
+from shopperlake.core.errors import ConfigError
+from shopperlake.core.lake import Lake
+from shopperlake.core.schemas import EVENTS
+from shopperlake.core.sqlfiles import register_views
 from shopperlake.ingest.job import main as ingest
-from shopperlake.lake import Lake
-from shopperlake.profiles import (
+from shopperlake.profiles.features import (
     ProfileParams,
     TagRule,
     apply_tags,
@@ -28,9 +29,8 @@ from shopperlake.profiles import (
     resolve_rule,
     tag_thresholds,
 )
-from shopperlake.query import main as query_job
-from shopperlake.schemas import EVENTS
-from shopperlake.sqlfiles import register_views
+from shopperlake.profiles.job import main as build_profiles_job
+from shopperlake.views.query import main as query_job
 from tests.conftest import job_args
 
 UTC = dt.UTC

@@ -6,8 +6,8 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from shopperlake.errors import SchemaError
-from shopperlake.ranking_metrics import (
+from shopperlake.core.errors import SchemaError
+from shopperlake.training.ranking import (
     coverage,
     novelty,
     per_user_ranking_metrics,
@@ -159,8 +159,8 @@ def test_invalid_arguments(spark: SparkSession, recs: DataFrame, truth: DataFram
 def test_list_comparison_pairs_lists_on_the_same_users(
     spark: SparkSession, recs: DataFrame, truth: DataFrame
 ) -> None:
-    from shopperlake.model_metrics import BootstrapSettings
     from shopperlake.rec.evaluate import list_comparison
+    from shopperlake.training.model_metrics import BootstrapSettings
 
     # "blank" recommends only to D (no relevant items): A, B, C all score 0 on it.
     blank = spark.createDataFrame([("D", "x", 1)], RECS)

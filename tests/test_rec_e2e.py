@@ -15,13 +15,13 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from shopperlake.build_profiles import main as build_profiles
-from shopperlake.generate import main as generate
+from shopperlake.core.lake import Lake, load_catalog
 from shopperlake.ingest.job import main as ingest
-from shopperlake.lake import Lake, load_catalog
-from shopperlake.ml.registry import Registry, registry_root
-from shopperlake.ml.score import main as score
-from shopperlake.ml.train import main as train
+from shopperlake.profiles.job import main as build_profiles
+from shopperlake.rec.job import score_main as score
+from shopperlake.rec.job import train_main as train
+from shopperlake.synthetic.generate import main as generate
+from shopperlake.training.registry import Registry
 from tests.conftest import job_args
 
 AS_OF = "2024-03-31"
@@ -61,7 +61,7 @@ def run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 def test_train_evaluates_every_source_and_hybrid_beats_popularity(run: Run) -> None:
     assert run.train_code == 0
-    mv = Registry(registry_root(run.lake.root)).get("recommender")
+    mv = Registry(Path(run.lake.root) / "models").get("recommender")
     params = mv.read_json("params.json")
     assert params["ease_lambda"] in (20.0, 200.0)
     rows = run.lake.read("gold.model_metrics").where(
@@ -82,7 +82,7 @@ def test_train_evaluates_every_source_and_hybrid_beats_popularity(run: Run) -> N
 
 
 def test_holdout_figures_carry_intervals_and_paired_differences(run: Run) -> None:
-    version = Registry(registry_root(run.lake.root)).get("recommender").version
+    version = Registry(Path(run.lake.root) / "models").get("recommender").version
     rows = (
         run.lake.read("gold.model_metrics")
         .where((F.col("model") == "recommender") & (F.col("split") == "holdout"))
@@ -107,7 +107,7 @@ def test_holdout_figures_carry_intervals_and_paired_differences(run: Run) -> Non
 
 
 def test_blend_weights_are_tuned_on_validation_and_recorded(run: Run) -> None:
-    mv = Registry(registry_root(run.lake.root)).get("recommender")
+    mv = Registry(Path(run.lake.root) / "models").get("recommender")
     params = mv.read_json("params.json")
     assert params["blend_mode"] == "tuned"
     weights = params["blend_weights"]
@@ -147,7 +147,7 @@ def test_every_profile_user_gets_k_items_under_the_rules(spark: SparkSession, ru
     assert capped.where("count > 4").count() == 0
     sources = {r.source for r in recs.select("source").distinct().collect()}
     weights = (
-        Registry(registry_root(lake.root))
+        Registry(Path(lake.root) / "models")
         .get("recommender")
         .read_json("params.json")["blend_weights"]
     )

@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from shopperlake.config import load_config
-from shopperlake.errors import ConfigError
+from shopperlake.core.config import load_config
+from shopperlake.core.errors import ConfigError
 from shopperlake.rec.job import TimeWindows, time_windows
 from shopperlake.rec.params import RecParams
 

@@ -12,7 +12,6 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from shopperlake.ml.registry import ModelVersion
 from shopperlake.rec.ease import ease_weights, gram_matrix, score_ease
 from shopperlake.rec.evaluate import random_split
 from shopperlake.rec.hybrid import blend, finalise
@@ -20,6 +19,7 @@ from shopperlake.rec.interactions import interactions
 from shopperlake.rec.itemcf import item_similarity, recommend_itemcf
 from shopperlake.rec.params import RecParams
 from shopperlake.rec.popularity import recommend_popular, segment_popularity
+from shopperlake.training.registry import ModelVersion
 
 EVENTS = "user_id STRING, item_id STRING, event_type STRING, ts TIMESTAMP, event_date DATE"
 INTER = "user_id STRING, item_id STRING, weight DOUBLE"
@@ -210,8 +210,8 @@ def test_cap_spares_items_without_category_and_never_shortens_a_list(spark: Spar
 def test_tuner_evaluation_spares_items_without_category_like_finalise(
     spark: SparkSession,
 ) -> None:
-    from shopperlake.ranking_metrics import ranking_metrics
     from shopperlake.rec.ranker import evaluate_weights, validation_frame
+    from shopperlake.training.ranking import ranking_metrics
 
     catalog, src, fallback, users = _uncategorised(spark)
     # u1's n3 is 5th (third item without category), u2's a3 4th (over A's cap, last).
@@ -337,15 +337,6 @@ def test_stratified_split_takes_the_ratio_of_every_users_pairs(spark: SparkSessi
     assert {tuple(r) for r in other.collect()} != {tuple(r) for r in test.collect()}
 
 
-def test_train_and_score_route_model_recommender() -> None:
-    from shopperlake.rec.job import wants_recommender
-
-    assert wants_recommender(["--model", "recommender", "--as-of", "2024-01-01"])
-    assert wants_recommender(["--as-of", "2024-01-01", "--model=recommender"])
-    assert not wants_recommender(["--model", "churn"])
-    assert not wants_recommender(["--set", "x=recommender"])
-
-
 def test_split_last_order_holds_out_each_users_latest_basket(spark: SparkSession) -> None:
     from shopperlake.rec.evaluate import split_last_order
 
@@ -382,8 +373,8 @@ def _catalog(spark: SparkSession, items: dict[str, str]) -> DataFrame:
 
 
 def test_weight_tuner_finds_the_blend_that_no_single_source_reaches(spark: SparkSession) -> None:
-    from shopperlake.ranking_metrics import ranking_metrics
     from shopperlake.rec.ranker import tune_weights, validation_frame
+    from shopperlake.training.ranking import ranking_metrics
 
     # rrf_k = 0: norm = 1 / rank.  a: u1 x(1) y(1/2), u2 p(1) q(1/2);  b: u1 y(1) z(1/2),
     # u2 r(1) p(1/2).  Relevant: u1 y, u2 p.  With weights (wa, wb), at rank 1:
@@ -476,7 +467,7 @@ def test_repeat_source_ranks_own_items_by_weight(spark: SparkSession) -> None:
 
 
 def _rec_params(**promotion: object) -> RecParams:
-    from shopperlake.config import load_config
+    from shopperlake.core.config import load_config
 
     section = load_config("local").section("recommender")
     section["promotion"] = {**section["promotion"], **promotion}
@@ -484,8 +475,8 @@ def _rec_params(**promotion: object) -> RecParams:
 
 
 def test_blend_config_is_checked_and_tuned_weights_replace_the_sources() -> None:
-    from shopperlake.config import load_config
-    from shopperlake.errors import ConfigError
+    from shopperlake.core.config import load_config
+    from shopperlake.core.errors import ConfigError
 
     params = _rec_params()
     assert params.blend_mode == "tuned"
@@ -507,8 +498,8 @@ def test_blend_config_is_checked_and_tuned_weights_replace_the_sources() -> None
 def test_promotion_gate_keeps_current_when_the_new_version_is_worse(tmp_path: Path) -> None:
     import json
 
-    from shopperlake.ml.registry import Registry
     from shopperlake.rec.job import promote
+    from shopperlake.training.registry import Registry
 
     registry = Registry(tmp_path / "models")
 

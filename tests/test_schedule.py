@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 import pytest
 
-from shopperlake.cli import JOBS, base_parser
+from shopperlake.core.cli import base_parser
+from shopperlake.jobs import JOBS
 from shopperlake.schedule import daily_tasks, weekly_training_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def parser_for(job: str) -> argparse.ArgumentParser:
-    module = importlib.import_module(JOBS[job])
     parser = base_parser(job, "")
-    add = getattr(module, "add_args", None) or module.add_train_args
-    add(parser)
+    JOBS[job].add_args(parser)
     return parser
 
 
@@ -41,5 +39,11 @@ def test_dependencies_point_at_earlier_tasks() -> None:
             assert set(t.upstream) <= seen, t
             seen.add(t.task_id)
     daily = {t.task_id: t for t in daily_tasks("custom", "x", "l")}
+    # read off the declarations: profiles read bronze (ingest), segments read profiles, the
+    # churn score reads profiles and segments, training sets read what profiles read
     assert daily["build_profiles"].upstream == ("ingest",)
-    assert daily["score_churn"].upstream == ("build_segments",)
+    assert daily["build_segments"].upstream == ("build_profiles",)
+    assert daily["score_churn"].upstream == ("build_profiles", "build_segments", "ingest")
+    weekly = {t.task_id: t for t in weekly_training_tasks("l")}
+    assert weekly["train_churn"].upstream == ("training_set_churn",)
+    assert weekly["train_propensity"].upstream == ("training_set_propensity",)

@@ -16,11 +16,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
-from shopperlake.build_segments import main as build_segments_job
-from shopperlake.config import load_config
-from shopperlake.lake import Lake
-from shopperlake.schemas import USER_PROFILES
-from shopperlake.segments import (
+from shopperlake.core.config import load_config
+from shopperlake.core.lake import Lake
+from shopperlake.core.schemas import USER_PROFILES
+from shopperlake.segments.job import main as build_segments_job
+from shopperlake.segments.model import (
     RFM_DESCRIPTIONS,
     Clustering,
     KMeansParams,
@@ -32,7 +32,7 @@ from shopperlake.segments import (
     rfm_scores,
     segment_summary,
 )
-from shopperlake.segments import _silhouette as silhouette
+from shopperlake.segments.model import _silhouette as silhouette
 from tests.conftest import job_args
 
 D1 = dt.date(2024, 3, 31)

@@ -30,13 +30,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from shopperlake.build_profiles import main as build_profiles
-from shopperlake.generate import main as generate
+from shopperlake.churn.score import main as score
+from shopperlake.churn.train import main as train
+from shopperlake.churn.training_set import main as build_training_set
+from shopperlake.core.lake import Lake, load_catalog
 from shopperlake.ingest.job import main as ingest
-from shopperlake.lake import Lake, load_catalog
-from shopperlake.ml.score import main as score
-from shopperlake.ml.train import main as train
-from shopperlake.ml.training_set import main as build_training_set
+from shopperlake.jobs import run
+from shopperlake.profiles.job import main as build_profiles
+from shopperlake.synthetic.generate import main as generate
 from tests.conftest import job_args
 
 pytestmark = pytest.mark.slow
@@ -277,8 +278,8 @@ REC = ["--set", "recommender.blend.mode=weights", "--set", "recommender.blend.al
 
 def test_recommender_gives_every_user_of_the_snapshot_k_distinct_items(world: World) -> None:
     root, as_of = world.root, AS_OF.isoformat()
-    assert train(job_args(root, "--model", "recommender", "--as-of", as_of, *REC)) == 0
-    assert score(job_args(root, "--model", "recommender", "--as-of", as_of, *REC)) == 0
+    assert run("train_recommender", job_args(root, "--as-of", as_of, *REC)) == 0
+    assert run("score_recommender", job_args(root, "--as-of", as_of, *REC)) == 0
     snapshot = world.lake.read("gold.user_profiles").where(F.col("as_of_date") == F.lit(AS_OF))
     recs = world.lake.read("gold.recommendations").where(F.col("as_of_date") == F.lit(AS_OF))
     per_user = recs.groupBy("user_id").agg(

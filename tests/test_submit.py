@@ -6,6 +6,7 @@ Expected options are written out from the YAML values in conf/, not recomputed b
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from shopperlake.config import load_config
-from shopperlake.errors import ConfigError
-from shopperlake.submit_args import build_package, submit_args
+from shopperlake.core.config import load_config
+from shopperlake.core.errors import ConfigError
+from shopperlake.core.submit_args import build_package, submit_args
 
 REPO = Path(__file__).resolve().parents[1]
 SUBMIT = REPO / "submit.sh"
@@ -135,40 +136,41 @@ def test_missing_jars_is_a_clear_error(tmp_path: Path) -> None:
         submit_args(load_config("local"), tmp_path, environ={})
 
 
-def test_package_zip_bundles_conf_and_rebuilds_only_on_change(tmp_path: Path) -> None:
+def test_package_is_the_pip_wheel_with_conf_and_sql_and_rebuilds_only_on_change(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / "repo"
-    (root / "lib" / "shopperlake" / "__pycache__").mkdir(parents=True)
-    (root / "conf" / "sources").mkdir(parents=True)
-    (root / "lib" / "shopperlake" / "__init__.py").write_text("")
-    (root / "lib" / "shopperlake" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
-    (root / "conf" / "base.yaml").write_text("a: 1\n")
-    (root / "conf" / "sources" / "cdnow.yaml").write_text("name: cdnow\n")
-    (root / "sql").mkdir()
-    (root / "sql" / "q.sql").write_text("SELECT 1\n")
+    for part in ("lib", "conf", "sql"):
+        shutil.copytree(REPO / part, root / part, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))  # fmt: skip
+    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    shutil.copy(REPO / "README.md", root / "README.md")
     target = tmp_path / "out" / "pkg.zip"
     assert build_package(root, target) is True
     with zipfile.ZipFile(target) as zf:
-        assert sorted(zf.namelist()) == [
-            "shopperlake/__init__.py",
-            "shopperlake/_conf/base.yaml",
-            "shopperlake/_conf/sources/cdnow.yaml",
-            "shopperlake/_sql/q.sql",
-        ]
-        assert zf.read("shopperlake/_conf/base.yaml") == b"a: 1\n"
-    first = target.read_bytes()
+        names = set(zf.namelist())
+        assert zf.read("shopperlake/_conf/base.yaml") == (REPO / "conf/base.yaml").read_bytes()
+        assert (
+            zf.read("shopperlake/_sql/views/user_tags.sql")
+            == (REPO / "sql/views/user_tags.sql").read_bytes()
+        )
+    assert {"shopperlake/jobs.py", "shopperlake/core/cli.py",
+            "shopperlake/_conf/sources/cdnow.yaml"} <= names  # fmt: skip
+    assert any(n.endswith(".dist-info/WHEEL") for n in names)  # a wheel, built by pip
+    assert not any("__pycache__" in n for n in names)
     assert build_package(root, target) is False
-    (root / "conf" / "base.yaml").write_text("a: 2\n")
+    with (root / "conf" / "base.yaml").open("a") as f:
+        f.write("# changed\n")
     assert build_package(root, target) is True
-    (root / "conf" / "base.yaml").write_text("a: 1\n")
-    assert build_package(root, target) is True
-    assert target.read_bytes() == first  # same sources, byte-identical zip
+    with zipfile.ZipFile(target) as zf:
+        assert zf.read("shopperlake/_conf/base.yaml").endswith(b"# changed\n")
 
 
 def test_zipped_package_reads_its_bundled_conf(tmp_path: Path) -> None:
     target = tmp_path / "shopperlake.zip"
     build_package(REPO, target)
     code = (
-        "import shopperlake.config as c; "
+        "import shopperlake.core.config as c; "
         "print(c.__file__); print(c.load_config('standalone').get('spark.master'))\n"
         "try:\n    c.load_config('nope')\nexcept c.ConfigError as e:\n    print(e)"
     )
@@ -184,7 +186,7 @@ def test_zipped_package_reads_its_bundled_conf(tmp_path: Path) -> None:
         check=True,
     ).stdout.splitlines()
     assert out == [
-        f"{target}/shopperlake/config.py",
+        f"{target}/shopperlake/core/config.py",
         "spark://127.0.0.1:7077",
         "unknown environment 'nope': no conf/nope.yaml (known: cluster, local, standalone)",
     ]
@@ -205,7 +207,8 @@ def run_submit(
         (
             ["nope"],
             "submit.sh: error: unknown job 'nope' (jobs: build_profiles, build_segments, "
-            "build_training_set, generate, ingest, query, score, train)",
+            "build_training_set, generate, ingest, query, score, score_recommender, train, "
+            "train_recommender)",
         ),
         (["../jobs/ingest"], "submit.sh: error: unknown job '../jobs/ingest'"),
         ([], "submit.sh: error: missing job name"),

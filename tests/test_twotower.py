@@ -150,7 +150,7 @@ def test_pipeline_fits_two_tower_when_blended(
     cached user features."""
     from pyspark.sql import functions as F
 
-    from shopperlake.config import load_config
+    from shopperlake.core.config import load_config
     from shopperlake.rec.params import RecParams
     from shopperlake.rec.pipeline import Inputs, final_lists, fit_sources, release
 

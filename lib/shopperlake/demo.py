@@ -20,9 +20,10 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from shopperlake.config import load_config
-from shopperlake.lake import Lake
-from shopperlake.session import build_session
+from shopperlake.core.config import load_config
+from shopperlake.core.lake import Lake
+from shopperlake.core.session import build_session
+from shopperlake.jobs import JOBS
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,11 @@ def as_of(args: argparse.Namespace) -> str:
 
 
 def steps(args: argparse.Namespace, raw: str) -> list[Step]:
-    from shopperlake.build_profiles import main as build_profiles
-    from shopperlake.build_segments import main as build_segments
-    from shopperlake.generate import main as generate
-    from shopperlake.ingest.job import main as ingest
-    from shopperlake.ml.score import main as score
-    from shopperlake.ml.train import main as train
-    from shopperlake.ml.training_set import main as build_training_set
-
+    generate, ingest, build_profiles, build_segments, build_training_set, train, score = (
+        JOBS[name].main
+        for name in ("generate", "ingest", "build_profiles", "build_segments",
+                     "build_training_set", "train", "score")
+    )  # fmt: skip
     common = ["--lake", args.lake, "--env", args.env, "--log-level", "WARNING"]
     # Profiles of the synthetic shop only: CDNOW customers (1997-98) would all be "dormant".
     day = ["--as-of", as_of(args), "--set", "profiles.sources=[synthetic]"]
@@ -87,10 +85,10 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
         Step("score churn + retention targets", score, [*common, *day, "--model", "churn"]),
         Step(
             "train recommender (every source + hybrid, time holdout)",
-            train,
-            [*common, *day, "--model", "recommender"],
+            JOBS["train_recommender"].main,
+            [*common, *day],
         ),
-        Step("score recommender", score, [*common, *day, "--model", "recommender"]),
+        Step("score recommender", JOBS["score_recommender"].main, [*common, *day]),
     ]
 
 

@@ -1,12 +1,16 @@
-"""The daily pipeline as data: which job runs with which arguments after which others.
+"""The pipelines as data: which job runs with which arguments; the order comes from the jobs'
+declarations (a task runs after every earlier task whose job writes a table its job reads).
 
-``dags/shopperlake_daily.py`` turns this into an Airflow DAG of BashOperators calling
+``dags/shopperlake_daily.py`` turns this into Airflow DAGs of BashOperators calling
 ``submit.sh``; tests check it against the job registry without needing Airflow.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
+
+from shopperlake.jobs import JOBS
 
 
 @dataclass(frozen=True)
@@ -24,19 +28,38 @@ class Task:
 AS_OF = "{{ ds }}"
 
 
+def feeds(upstream: str, downstream: str) -> bool:
+    """True when job ``upstream`` writes a table (or registry entry) job ``downstream`` reads."""
+    writes, reads = JOBS[upstream].writes, JOBS[downstream].reads
+    return any(fnmatchcase(r, w) or fnmatchcase(w, r) for w in writes for r in reads)
+
+
+def wired(tasks: list[Task]) -> list[Task]:
+    """``tasks`` in order, each depending on the nearest earlier task of every job that feeds
+    it (a job reading its own output, like ingest, does not depend on itself)."""
+    out: list[Task] = []
+    for task in tasks:
+        latest: dict[str, str] = {}
+        for earlier in out:
+            if earlier.job != task.job and feeds(earlier.job, task.job):
+                latest[earlier.job] = earlier.task_id
+        out.append(replace(task, upstream=tuple(sorted(latest.values()))))
+    return out
+
+
 def daily_tasks(source: str, input_uri: str, lake: str) -> list[Task]:
     """Ingest the day's files, then profiles → segments → scores and recommendations."""
     common = ("--lake", lake, "--as-of", AS_OF)
-    return [
-        Task("ingest", "ingest", ("--source", source, "--input", input_uri, *common)),
-        Task("build_profiles", "build_profiles", common, ("ingest",)),
-        Task("build_segments", "build_segments", common, ("build_profiles",)),
-        Task("score_churn", "score", ("--model", "churn", *common), ("build_segments",)),
-        Task("score_propensity", "score", ("--model", "propensity", *common), ("build_profiles",)),
-        Task(
-            "score_recommender", "score", ("--model", "recommender", *common), ("build_segments",)
-        ),
-    ]
+    return wired(
+        [
+            Task("ingest", "ingest", ("--source", source, "--input", input_uri, *common)),
+            Task("build_profiles", "build_profiles", common),
+            Task("build_segments", "build_segments", common),
+            Task("score_churn", "score", ("--model", "churn", *common)),
+            Task("score_propensity", "score", ("--model", "propensity", *common)),
+            Task("score_recommender", "score_recommender", common),
+        ]
+    )
 
 
 def weekly_training_tasks(lake: str) -> list[Task]:
@@ -46,9 +69,7 @@ def weekly_training_tasks(lake: str) -> list[Task]:
     for model in ("churn", "propensity"):
         tasks += [
             Task(f"training_set_{model}", "build_training_set", ("--model", model, *common)),
-            Task(
-                f"train_{model}", "train", ("--model", model, *common), (f"training_set_{model}",)
-            ),
+            Task(f"train_{model}", "train", ("--model", model, *common)),
         ]
-    tasks.append(Task("train_recommender", "train", ("--model", "recommender", *common)))
-    return tasks
+    tasks.append(Task("train_recommender", "train_recommender", common))
+    return wired(tasks)

@@ -13,7 +13,7 @@ from typing import Any
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from shopperlake.errors import ConfigError
+from shopperlake.core.errors import ConfigError
 
 Transform = Callable[[DataFrame, Mapping[str, Any]], DataFrame]
 

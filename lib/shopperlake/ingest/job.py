@@ -21,8 +21,11 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from shopperlake.cli import JobContext, job_main
-from shopperlake.errors import InputError, ShopperLakeError, root_cause
+from shopperlake.core.cli import Job, JobContext
+from shopperlake.core.dates import end_of_day
+from shopperlake.core.errors import InputError, ShopperLakeError, root_cause
+from shopperlake.core.lake import Lake
+from shopperlake.core.schemas import IS_CURRENT, SCHEMAS, VALID_FROM
 from shopperlake.ingest.adapters import apply_transform
 from shopperlake.ingest.mapping import (
     KEYS,
@@ -34,9 +37,6 @@ from shopperlake.ingest.mapping import (
 from shopperlake.ingest.pseudonymise import pseudo_key, pseudonymise
 from shopperlake.ingest.readers import path_exists, read_raw
 from shopperlake.ingest.validate import Rules, canonicalize, quarantine_rows
-from shopperlake.lake import Lake
-from shopperlake.profiles import end_of_day
-from shopperlake.schemas import IS_CURRENT, SCHEMAS, VALID_FROM
 
 log = logging.getLogger(__name__)
 
@@ -296,12 +296,15 @@ def body(ctx: JobContext) -> list[EntityCounts]:
     return results
 
 
+INGEST = Job(
+    name="ingest",
+    description="Ingest raw files into the bronze Delta tables, quarantining bad rows.",
+    add_args=add_args,
+    body=body,
+    reads=("bronze.events", "bronze.users", "bronze.items", "bronze.quarantine"),
+    writes=("bronze.events", "bronze.users", "bronze.items", "bronze.quarantine"),
+)
+
+
 def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
-    return job_main(
-        "ingest",
-        "Ingest raw files into the bronze Delta tables, quarantining bad rows.",
-        add_args,
-        body,
-        argv,
-        spark,
-    )
+    return INGEST.main(argv, spark)

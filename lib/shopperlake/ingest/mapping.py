@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shopperlake.config import load_yaml_text, read_conf_text
-from shopperlake.errors import ConfigError, InputError
-from shopperlake.schemas import EVENT_TYPES, IS_CURRENT, SCHEMAS, VALID_TO
+from shopperlake.core.config import load_yaml_text, read_conf_text
+from shopperlake.core.errors import ConfigError, InputError
+from shopperlake.core.schemas import EVENT_TYPES, IS_CURRENT, SCHEMAS, VALID_TO
 
 FORMATS = ("csv", "json", "parquet", "text")
 ENTITIES = ("items", "users", "events")  # ingest order: dimensions first

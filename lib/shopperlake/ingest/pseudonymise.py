@@ -22,7 +22,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from shopperlake.errors import ConfigError
+from shopperlake.core.errors import ConfigError
 
 ENV_KEY = "SHOPPERLAKE_PSEUDO_KEY"
 ENV_KEY_FILE = "SHOPPERLAKE_PSEUDO_KEY_FILE"

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 from pyspark.sql.utils import AnalysisException
 
-from shopperlake.errors import InputError, SchemaError, root_cause
+from shopperlake.core.errors import InputError, SchemaError, root_cause
 from shopperlake.ingest.mapping import EntityMapping
 
 CORRUPT = "_corrupt_record"

@@ -17,10 +17,10 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, DoubleType, IntegerType, StringType, TimestampType
 
-from shopperlake.config import Config
-from shopperlake.errors import ConfigError
+from shopperlake.core.config import Config
+from shopperlake.core.errors import ConfigError
+from shopperlake.core.schemas import EVENT_TYPES, SCHEMAS
 from shopperlake.ingest.mapping import LINEAGE, EntityMapping
-from shopperlake.schemas import EVENT_TYPES, SCHEMAS
 
 ITEM_EVENTS = ("view", "click", "add_to_cart", "remove_from_cart")
 SEP = "\u001f"

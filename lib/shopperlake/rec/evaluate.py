@@ -1,5 +1,5 @@
 """Offline evaluation: time-based holdout, random and per-user stratified splits, next basket;
-every list side by side (ranking metrics from :mod:`shopperlake.ranking_metrics`, on Spark)."""
+every list side by side (ranking metrics from :mod:`shopperlake.training.ranking`, on Spark)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from shopperlake.bootstrap import mean_stat
-from shopperlake.model_metrics import BootstrapSettings, Comparison, compare
-from shopperlake.ranking_metrics import (
+from shopperlake.training.bootstrap import mean_stat
+from shopperlake.training.model_metrics import BootstrapSettings, Comparison, compare
+from shopperlake.training.ranking import (
     coverage,
     novelty,
     per_user_ranking_metrics,

@@ -16,6 +16,21 @@ from pyspark.sql import functions as F
 FALLBACK_OFFSET = 2.0  # fallback scores sit below every blended score (those are >= 0)
 
 
+def drop_bought(
+    candidates: DataFrame, bought: DataFrame, repeat_categories: Sequence[str] = ()
+) -> DataFrame:
+    """The serving rule, used by the blend tuner and the server alike: drop candidate
+    (user_id, item_id) pairs the user already bought, unless the item's ``category`` (a column
+    of ``candidates``) is one of ``repeat_categories`` (bought again as a matter of course)."""
+    marked = bought.select("user_id", "item_id").distinct().withColumn("_bought", F.lit(True))
+    repeat = F.col("category").isin(*repeat_categories) if repeat_categories else F.lit(False)
+    return (
+        candidates.join(marked, ["user_id", "item_id"], "left")
+        .where(F.col("_bought").isNull() | repeat)
+        .drop("_bought")
+    )
+
+
 def normalise(recs: DataFrame, method: str = "rrf", rrf_k: float = 10.0) -> DataFrame:
     """(user_id, item_id, norm): ``1 / (rrf_k + rank)`` or per-user min-max of ``score``."""
     w = Window.partitionBy("user_id")
@@ -97,13 +112,7 @@ def finalise(
         .join(F.broadcast(catalog.select("item_id", "category").distinct()), "item_id")
     )
     if bought is not None:
-        marked = bought.select("user_id", "item_id").distinct().withColumn("_bought", F.lit(True))
-        repeat = F.col("category").isin(*repeat_categories) if repeat_categories else F.lit(False)
-        pool = (
-            pool.join(marked, ["user_id", "item_id"], "left")
-            .where(F.col("_bought").isNull() | repeat)
-            .drop("_bought")
-        )
+        pool = drop_bought(pool, bought, repeat_categories)
     order = [F.col("score").desc(), F.col("item_id").asc()]
     capped = pool.withColumn(
         "_over_cap",

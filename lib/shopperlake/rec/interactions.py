@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from shopperlake.profiles import point_in_time
+from shopperlake.profiles.features import point_in_time
 
 
 def interactions(

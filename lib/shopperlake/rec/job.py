@@ -1,4 +1,4 @@
-"""``train --model recommender`` and ``score --model recommender --as-of D``.
+"""The ``train_recommender`` and ``score_recommender --as-of D`` jobs.
 
 train: fit every source on the protocol's training data (EASE λ and the blend weights tuned on
 a validation split of that data only), evaluate every source and the hybrid side by side on
@@ -22,21 +22,11 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from shopperlake.cli import JobContext, job_main
-from shopperlake.errors import ConfigError, InputError, ShopperLakeError
-from shopperlake.ml.petastorm_io import use_cache_dir
-from shopperlake.ml.registry import ModelVersion, Registry, registry_root
-from shopperlake.model_metrics import (
-    BootstrapSettings,
-    Comparison,
-    comparison_rows,
-    comparison_table,
-    metric_row,
-    write_metrics,
-)
-from shopperlake.profile_snapshots import ensure_profiles
-from shopperlake.profiles import attributes_as_of, point_in_time
-from shopperlake.ranking_metrics import ranking_metrics
+from shopperlake.core.cli import Job, JobContext
+from shopperlake.core.errors import ConfigError, InputError, ShopperLakeError
+from shopperlake.profiles.features import attributes_as_of, point_in_time
+from shopperlake.profiles.job import BUILD_PROFILES
+from shopperlake.profiles.snapshots import ensure_profiles
 from shopperlake.rec.content import interaction_affinities, profile_affinities
 from shopperlake.rec.ease import Gram, ease_weights, gram_matrix, score_ease
 from shopperlake.rec.evaluate import (
@@ -54,6 +44,17 @@ from shopperlake.rec.params import RecParams
 from shopperlake.rec.pipeline import Fitted, Inputs, final_lists, fit_sources, release
 from shopperlake.rec.popularity import item_popularity, recommend_popular, segment_popularity
 from shopperlake.rec.ranker import tune_weights, validation_frame
+from shopperlake.training.model_metrics import (
+    BootstrapSettings,
+    Comparison,
+    comparison_rows,
+    comparison_table,
+    metric_row,
+    write_metrics,
+)
+from shopperlake.training.petastorm_io import use_cache_dir
+from shopperlake.training.ranking import ranking_metrics
+from shopperlake.training.registry import ModelVersion, Registry
 
 log = logging.getLogger(__name__)
 MODEL = "recommender"
@@ -68,17 +69,6 @@ TABLE_COLUMNS = ("precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10"
 
 class ShortListsError(ShopperLakeError):
     """``score --model recommender`` could not give every snapshot user K distinct items."""
-
-
-def wants_recommender(argv: Sequence[str]) -> bool:
-    """True when the command line asks for ``--model recommender``."""
-    args = list(argv)
-    for i, arg in enumerate(args):
-        if arg == "--model" and i + 1 < len(args) and args[i + 1] == MODEL:
-            return True
-        if arg == f"--model={MODEL}":
-            return True
-    return False
 
 
 # -- inputs --------------------------------------------------------------------------------------
@@ -429,7 +419,7 @@ def promote(
 
 def train_body(ctx: JobContext) -> None:
     params = RecParams.from_config(ctx.cfg.section("recommender"))
-    use_cache_dir(ctx.spark, ctx.cfg.get("training.petastorm_cache"), ctx.lake.root)  # two-tower
+    use_cache_dir(ctx.spark, ctx.cfg, ctx.lake.root)  # two-tower
     events = ctx.lake.read("bronze.events")
     as_of = ctx.as_of or _latest_day(events)
     catalog = catalog_frame(ctx, events, as_of).cache()
@@ -442,7 +432,7 @@ def train_body(ctx: JobContext) -> None:
     release(fitted)
     split = SPLIT_NAMES[params.protocol]
     objective = str(params.blend.get("objective", "ndcg@10"))
-    registry = Registry(registry_root(ctx.lake.root))
+    registry = Registry.from_config(ctx.cfg, ctx.lake.root)
     mv = registry.new_version(MODEL)
     try:
         info: dict[str, Any] = {
@@ -524,8 +514,8 @@ def score_body(ctx: JobContext) -> None:
         raise InputError("score --model recommender needs --as-of YYYY-MM-DD")
     as_of = ctx.as_of
     params = RecParams.from_config(ctx.cfg.section("recommender"))
-    use_cache_dir(ctx.spark, ctx.cfg.get("training.petastorm_cache"), ctx.lake.root)  # two-tower
-    registry = Registry(registry_root(ctx.lake.root))
+    use_cache_dir(ctx.spark, ctx.cfg, ctx.lake.root)  # two-tower
+    registry = Registry.from_config(ctx.cfg, ctx.lake.root)
     mv = registry.get(MODEL, ctx.args.version)
     chosen = mv.read_json("params.json")
     ease_lambda = chosen.get("ease_lambda")
@@ -589,31 +579,45 @@ def score_body(ctx: JobContext) -> None:
 
 # -- entry points --------------------------------------------------------------------------------
 def add_train_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, choices=[MODEL])
+    # accepted so that ``train --model recommender`` (an alias) parses the same
+    parser.add_argument("--model", default=MODEL, choices=[MODEL])
 
 
 def add_score_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, choices=[MODEL])
+    parser.add_argument("--model", default=MODEL, choices=[MODEL])
     parser.add_argument("--version", default=None, help="model version (default: current)")
 
 
+TRAIN_RECOMMENDER = Job(
+    name="train_recommender",
+    description="Fit and evaluate the recommender sources and the hybrid; register a version.",
+    add_args=add_train_args,
+    body=train_body,
+    reads=(*BUILD_PROFILES.reads, "gold.user_profiles", "gold.user_segments",
+           "gold.model_metrics"),
+    writes=("gold.model_metrics", "gold.user_profiles", f"registry/{MODEL}"),
+    builds=("gold.user_profiles",),
+)  # fmt: skip
+SCORE_RECOMMENDER = Job(
+    name="score_recommender",
+    description="Top-K recommendations for every user of the as-of profile snapshot; similar "
+    "items.",
+    add_args=add_score_args,
+    body=score_body,
+    reads=(
+        "bronze.events",
+        "bronze.items",
+        "gold.user_profiles",
+        "gold.user_segments",
+        f"registry/{MODEL}",
+    ),
+    writes=("gold.recommendations", "gold.similar_items"),
+)
+
+
 def train_main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
-    return job_main(
-        "train",
-        "Fit and evaluate the recommender sources and the hybrid; register a version.",
-        add_train_args,
-        train_body,
-        argv,
-        spark,
-    )
+    return TRAIN_RECOMMENDER.main(argv, spark)
 
 
 def score_main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
-    return job_main(
-        "score",
-        "Top-K recommendations for every user of the as-of profile snapshot; similar items.",
-        add_score_args,
-        score_body,
-        argv,
-        spark,
-    )
+    return SCORE_RECOMMENDER.main(argv, spark)

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from shopperlake.errors import ConfigError
+from shopperlake.core.errors import ConfigError
 
 SOURCES = ("popularity", "itemcf", "ease", "als", "content", "repeat", "twotower")
 PROTOCOLS = ("time", "random", "stratified", "last_order")

@@ -54,7 +54,7 @@ def fit_sources(
 ) -> Fitted:
     """Candidate lists of every source with a positive blend weight (plus popularity, always).
 
-    ``cache_dir``: Petastorm cache for the two-tower's training data (``training.petastorm_cache``
+    ``cache_dir``: Petastorm cache for the two-tower's training data (``training.cache``
     or ``<lake>/_petastorm_cache``); None: the session's (an error when unset)."""
     n = params.candidates
     weights = params.weights()

@@ -7,7 +7,7 @@ import datetime as dt
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from shopperlake.profiles import point_in_time
+from shopperlake.profiles.features import point_in_time
 from shopperlake.rec.common import top_n
 
 GLOBAL = "__all__"

@@ -23,7 +23,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from shopperlake.rec.hybrid import FALLBACK_OFFSET
+from shopperlake.rec.hybrid import FALLBACK_OFFSET, drop_bought
 
 log = logging.getLogger(__name__)
 OBJECTIVES = ("ndcg", "recall", "precision", "hit_rate")
@@ -144,13 +144,7 @@ def validation_frame(
         .join(F.broadcast(catalog.select("item_id", "category").distinct()), "item_id")
     )
     if exclude is not None:
-        marked = exclude.select("user_id", "item_id").distinct().withColumn("_ex", F.lit(True))
-        repeat = F.col("category").isin(*repeat_categories) if repeat_categories else F.lit(False)
-        wide = (
-            wide.join(marked, ["user_id", "item_id"], "left")
-            .where(F.col("_ex").isNull() | repeat)
-            .drop("_ex")
-        )
+        wide = drop_bought(wide, exclude, repeat_categories)  # the rule the server applies
     labelled = wide.join(
         relevant.join(picked, "user_id").withColumn("label", F.lit(True)),
         ["user_id", "item_id"],

@@ -7,13 +7,13 @@ price band. Item tower: item-id embedding (shared with the history), category em
 (shared with the user's categories) and the item's price band (price over its category
 median). Both end in a dense layer and an L2 normalisation; the score is their dot product.
 
-Training: one row per positive (user, item) pair, materialised to Parquet by
-:mod:`shopperlake.ml.petastorm_io` and read shard by shard by ``num_proc`` Horovod processes
-(``horovod_run``, the idioms of :mod:`shopperlake.ml.dnn`). Loss: sampled softmax over the
-other positives of the batch (in-batch negatives) plus ``negatives`` uniformly drawn items per
-batch, each logit corrected by the log of its sampling probability (logQ), accidental hits
-(the positive item drawn again) masked, weighted by ``log1p(weight)``. The target item is
-removed from its own history row (leave-one-out), so the model cannot learn identity.
+Training: one row per positive (user, item) pair, fitted by the shared Horovod runner
+(:mod:`shopperlake.training.runner`: Petastorm shards, ``num_proc`` processes). Loss: sampled
+softmax over the other positives of the batch (in-batch negatives) plus ``negatives`` uniformly
+drawn items per batch, each logit corrected by the log of its sampling probability (logQ),
+accidental hits (the positive item drawn again) masked, weighted by ``log1p(weight)``. The
+target item is removed from its own history row (leave-one-out), so the model cannot learn
+identity.
 
 Retrieval: item embeddings computed once on the driver (items × dim) and broadcast in blocks of
 ``block_items``; user embeddings computed per Arrow batch inside ``mapInPandas`` (user tower
@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
@@ -39,9 +38,10 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-from shopperlake.errors import ConfigError
-from shopperlake.ml.dnn import TrainingError, horovod_run
+from shopperlake.core.errors import ConfigError
 from shopperlake.rec.content import price_band
+from shopperlake.training import petastorm_io, runner
+from shopperlake.training.runner import TrainingError
 
 log = logging.getLogger(__name__)
 SCORED = StructType(
@@ -388,7 +388,7 @@ def training_model(
 # -- fit -----------------------------------------------------------------------------------------
 def resolve_cache_dir(spark: SparkSession, cache_dir: str | None) -> str:
     """``cache_dir``, else the Petastorm cache already set on the session (the recommender jobs
-    set it from ``training.petastorm_cache`` or ``<lake>/_petastorm_cache``)."""
+    set it from ``training.cache`` or ``<lake>/_petastorm_cache``)."""
     from petastorm.spark import SparkDatasetConverter
 
     if cache_dir:
@@ -398,7 +398,7 @@ def resolve_cache_dir(spark: SparkSession, cache_dir: str | None) -> str:
         return str(current)
     raise ConfigError(
         "two-tower: no Petastorm cache dir: pass cache_dir or set "
-        f"{SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF} (training.petastorm_cache)"
+        f"{SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF} (training.cache)"
     )
 
 
@@ -467,82 +467,51 @@ def fit_twotower(
 ) -> TwoTower:
     """Train the two towers on every (user, item, weight) pair of ``interactions`` with Horovod
     (``num_proc`` processes on the executors), fed by Petastorm."""
-    from petastorm.spark import SparkDatasetConverter
-
-    from shopperlake.ml import petastorm_io
-
     model, rows, log_q = _prepare(spark, interactions, catalog, affinities, params)
     p, sizes = model.params, model.sizes
-    spark.conf.set(
-        SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, resolve_cache_dir(spark, cache_dir)
-    )
     widths = {"hist": p.recent_items, "cats": p.user_categories, "shares": p.user_categories}
-    conv = petastorm_io.materialise(spark, rows, max(2 * p.num_proc, 4), widths)
-    n_rows = len(conv)
-    steps = max(1, math.ceil(n_rows / (p.batch_size * p.num_proc)))
     log.info(
-        "two-tower: %d pairs, %d users, %d items, %d categories; %d Horovod processes, %d steps "
-        "per epoch", n_rows, sizes.users, sizes.items, sizes.categories, p.num_proc, steps,
-    )  # fmt: skip
-    train_fn = _train_fn(conv, sizes, model.item_category, model.item_band, log_q, p, steps)
-    started = time.monotonic()
-    try:
-        results = horovod_run(train_fn, p.num_proc)
-    finally:
-        conv.delete()
-    seconds = time.monotonic() - started
-    rank0 = [r for r in results if r[0] == 0 and r[1] is not None]
-    if not rank0:
-        raise TrainingError("two-tower: Horovod rank 0 returned no model")
-    _, user_w, item_w, hist = rank0[0]
-    assert user_w is not None and item_w is not None
-    log.info("two-tower trained in %.1f s, loss %s", seconds, [round(x, 4) for x in hist["loss"]])
+        "two-tower: %d users, %d items, %d categories", sizes.users, sizes.items, sizes.categories
+    )
+    fitted = runner.fit(
+        spark,
+        rows,
+        widths,
+        _task(sizes, model.item_category, model.item_band, log_q, p),
+        runner.Distributed(p.num_proc, p.batch_size, p.epochs, p.learning_rate, p.seed),
+        resolve_cache_dir(spark, cache_dir),
+        what="two-tower",
+    )
+    user_w, item_w = fitted.value
+    hist = fitted.history
+    log.info(
+        "two-tower trained in %.1f s, loss %s", fitted.seconds, [round(x, 4) for x in hist["loss"]]
+    )
     return dataclasses.replace(
-        model, user_weights=user_w, item_weights=item_w, history=hist, seconds=seconds,
-        train_rows=n_rows,
+        model, user_weights=user_w, item_weights=item_w, history=hist, seconds=fitted.seconds,
+        train_rows=fitted.train_rows,
     )  # fmt: skip
 
 
-TrainResult = tuple[int, list[Any] | None, list[Any] | None, dict[str, list[float]]]
-
-
-def _train_fn(
-    conv: Any, sizes: Sizes, item_category: np.ndarray, item_band: np.ndarray,
-    log_q: np.ndarray, p: TwoTowerParams, steps: int,
-) -> Callable[[], TrainResult]:  # fmt: skip
-    """The function ``horovod.spark.run`` ships to each process (imports inside)."""
+def _task(
+    sizes: Sizes, item_category: np.ndarray, item_band: np.ndarray, log_q: np.ndarray,
+    p: TwoTowerParams,
+) -> runner.KerasTask:  # fmt: skip
+    """The two-tower's part of the shared Horovod fit (hooks run in the Horovod processes)."""
     m, c = p.recent_items, p.user_categories
 
-    def train_fn() -> TrainResult:
-        import horovod.tensorflow.keras as hvd
+    def build() -> tuple[Any, tuple[Any, Any]]:
+        user, item = build_towers(sizes, p)
+        return training_model(user, item, item_category, item_band, log_q, p), (user, item)
+
+    def compile_args() -> dict[str, Any]:
         import tensorflow as tf
 
-        from shopperlake.ml import petastorm_io
-        from shopperlake.rec.twotower import build_towers, training_model
+        return {"loss": tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
 
-        hvd.init()
-        # The processes share the executor's cores: no more threads each than its share.
-        threads = max(1, (os.cpu_count() or 1) // max(1, hvd.local_size()))
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        gpus = tf.config.experimental.list_physical_devices("GPU")
-        for gpu in gpus:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        if gpus:
-            tf.config.experimental.set_visible_devices(gpus[hvd.local_rank()], "GPU")
-        tf.keras.utils.set_random_seed(p.seed + hvd.rank())
-        user, item = build_towers(sizes, p)
-        model = training_model(user, item, item_category, item_band, log_q, p)
-        model.compile(
-            optimizer=hvd.DistributedOptimizer(
-                tf.keras.optimizers.Adam(learning_rate=p.learning_rate * hvd.size())
-            ),
-            loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            experimental_run_tf_function=False,
-        )
-        callbacks = [
-            hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-            hvd.callbacks.MetricAverageCallback(),
-        ]
+    def inputs() -> Callable[[Any], Any]:
+        import tensorflow as tf
+
         hist_names = petastorm_io.wide_names("hist", m)
         cat_names = petastorm_io.wide_names("cats", c)
         share_names = petastorm_io.wide_names("shares", c)
@@ -563,21 +532,13 @@ def _train_fn(
             weight = tf.math.log1p(tf.cast(batch.weight, tf.float32))
             return inputs, tf.range(tf.shape(pos)[0]), weight
 
-        shard = {"shard": hvd.rank(), "shard_count": hvd.size(), "seed": p.seed}
-        with petastorm_io.batches(conv, p.batch_size, **shard) as ds:
-            history = model.fit(
-                ds.map(to_inputs).prefetch(tf.data.AUTOTUNE),
-                steps_per_epoch=steps,
-                epochs=p.epochs,
-                callbacks=callbacks,
-                verbose=0,
-            )
-        hist_out = {k: [float(x) for x in v] for k, v in history.history.items()}
-        if hvd.rank() == 0:
-            return 0, user.get_weights(), item.get_weights(), hist_out
-        return hvd.rank(), None, None, hist_out
+        return to_inputs
 
-    return train_fn
+    def result(model: Any, parts: tuple[Any, Any]) -> tuple[list[Any], list[Any]]:
+        user, item = parts
+        return user.get_weights(), item.get_weights()
+
+    return runner.KerasTask(build, compile_args, inputs, result)
 
 
 # -- retrieval -----------------------------------------------------------------------------------

@@ -1,2 +1,0 @@
-"""Churn and purchase-propensity models: labels, training sets, features, Horovod training,
-evaluation, registry and scoring."""
