@@ -273,6 +273,9 @@ PROPENSITY = [
 ]  # fmt: skip
 
 
+# The same training path as churn with another label (labels are unit-tested in
+# test_ml_labels): a second Horovod training, so it runs with the slow tests.
+@pytest.mark.slow
 def test_propensity_trains_scores_and_ranks_buyers_first(
     spark: SparkSession, trained: Trained
 ) -> None:

@@ -18,7 +18,6 @@ from shopperlake.core.lake import Lake
 from shopperlake.core.runlog import RunRecorder
 from shopperlake.jobs import JOBS, listing, mermaid, resolve
 from shopperlake.profiles.snapshots import ensure_profiles
-from tests.conftest import job_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +47,7 @@ def test_submit_list_prints_every_job_with_its_inputs_and_outputs() -> None:
         [str(REPO / "submit.sh"), "--list"], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.strip() == listing()
-    for name, job in JOBS.items():
+    for name in JOBS:
         assert f"\n{name}: " in f"\n{out}"
     block = out.split("\nbuild_segments: ")[1].split("\n")
     assert block[1].strip() == "reads:  gold.user_profiles"

@@ -162,6 +162,9 @@ def test_every_profile_user_gets_k_items_under_the_rules(spark: SparkSession, ru
     assertDataFrameEqual(again, before)
 
 
+# Each protocol retrains every source (minutes on 2 cores); the splitters themselves are
+# unit-tested in test_rec_units, so the end-to-end runs go with the slow tests.
+@pytest.mark.slow
 @pytest.mark.parametrize(("protocol", "split"), [("random", "random_split"),
                                                 ("stratified", "stratified_split")])  # fmt: skip
 def test_split_protocols_evaluate_every_source(run: Run, protocol: str, split: str) -> None:
@@ -221,6 +224,9 @@ def write_ratings(folder: Path, users: int = 24, items: int = 20, seed: int = 3)
     (folder / "ratings.csv").write_text("\n".join(lines) + "\n")
 
 
+# A second lake and a full train + score (minutes): with the slow tests; the K-items rules
+# are also checked on the module's run (test_every_profile_user_gets_k_items_under_the_rules).
+@pytest.mark.slow
 def test_ratings_only_source_without_catalogue_gets_k_distinct_items_per_user(
     spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
