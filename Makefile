@@ -53,8 +53,8 @@ demo: setup
 	$(PY) -m shopperlake.demo
 
 test: setup
-	$(PY) -m pytest -m 'not slow and not cluster' tests
-	$(PY) -m pytest -m 'cluster' tests
+	$(PY) -m pytest -m 'not slow and not cluster' --durations=25 tests
+	$(PY) -m pytest -m 'cluster' --durations=5 tests
 
 # tests/test_slow.py at the README's 10M-event scale by default; a quicker run:
 # SHOPPERLAKE_SLOW_USERS=2000 SHOPPERLAKE_SLOW_ITEMS=500 make test-slow

@@ -18,6 +18,7 @@ from shopperlake.core.lake import Lake
 from shopperlake.core.runlog import RunRecorder
 from shopperlake.jobs import JOBS, listing, mermaid, resolve
 from shopperlake.profiles.snapshots import ensure_profiles
+from tests.conftest import job_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,3 +94,13 @@ def test_a_missing_snapshot_is_built_only_by_a_job_that_declares_it(
     )
     assert JOBS["score"].builds == () and JOBS["score_recommender"].builds == ()
     assert JOBS["build_training_set"].builds == ("gold.user_profiles",)
+
+
+def test_a_missing_input_table_names_the_job_that_builds_it(
+    spark: SparkSession, lake_root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # train reads gold.training_sets, which only build_training_set writes
+    assert JOBS["train"].main(job_args(lake_root, "--model", "churn")) != 0
+    err = capsys.readouterr().err
+    assert "table 'gold.training_sets' does not exist" in err
+    assert err.strip().endswith("build it with ./submit.sh build_training_set")

@@ -153,3 +153,12 @@ def test_deferred_and_aliased_imports_are_seen(
     f = tmp_path / "m.py"
     f.write_text(source)
     assert imports_of(f) == expected
+
+
+def test_the_readme_layout_table_names_every_package() -> None:
+    readme = (PKG.parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    packages = sorted(p.parent.name for p in PKG.glob("*/__init__.py"))
+    missing = [p for p in packages if f"`lib/shopperlake/{p}/`" not in table]
+    assert not missing, f"README layout table lacks {missing}"
+    assert all(f"`{m}`" in table for m in ("jobs/", "sql/", "conf/", "docs/", "dags/", "bench/"))

@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 from shopperlake.churn.score import SCORE
 from shopperlake.churn.train import TRAIN
 from shopperlake.churn.training_set import BUILD_TRAINING_SET
-from shopperlake.core.cli import Job
+from shopperlake.core.cli import WRITERS, Job
 from shopperlake.ingest.job import INGEST
 from shopperlake.profiles.job import BUILD_PROFILES
 from shopperlake.rec.job import MODEL as RECOMMENDER
@@ -43,6 +43,7 @@ JOBS: dict[str, Job] = {
         QUERY,
     )
 }
+WRITERS.update({name: job.writes for name, job in JOBS.items() if job.name != "query"})
 # (job, --model value) → the job that value names
 ALIASES = {("train", RECOMMENDER): TRAIN_RECOMMENDER.name,
            ("score", RECOMMENDER): SCORE_RECOMMENDER.name}  # fmt: skip

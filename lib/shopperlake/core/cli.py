@@ -27,6 +27,11 @@ from shopperlake.core.session import build_session
 log = logging.getLogger("shopperlake")
 
 
+# job name -> the tables it writes, filled by the job registry (shopperlake.jobs) when it is
+# imported; jobs run through it name the command that builds a missing input table.
+WRITERS: dict[str, tuple[str, ...]] = {}
+
+
 @dataclass(frozen=True)
 class Job:
     """One job, declared: what it is called, its arguments, the tables it reads and writes
@@ -111,6 +116,7 @@ def job_main(
         run = RunRecorder(job=job, params=dict(vars(args)), env=cfg.env, as_of=as_of)
         lake.lineage = run
         lake.declared = (job, frozenset(spec.reads), frozenset(spec.writes))
+        lake.writers = WRITERS
         ctx = JobContext(
             args=args,
             cfg=cfg,

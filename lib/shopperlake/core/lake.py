@@ -127,6 +127,9 @@ class Lake:
         self.lineage: Lineage | None = None
         # (job, reads, writes) of the running job: touching any other table is an error.
         self.declared: tuple[str, frozenset[str], frozenset[str]] | None = None
+        # job name -> tables it writes (the job registry's declarations, set by job_main), so
+        # that a missing table's error names the command that builds it
+        self.writers: Mapping[str, Sequence[str]] = {}
         self._txn: list[dict[str, int | None]] = []
 
     @classmethod
@@ -190,9 +193,14 @@ class Lake:
         self._check_declared(name, "reads")
         if not self.exists(name):
             if required:
-                raise LakeError(
-                    f"table '{name}' does not exist at {spec.location}: run the job that writes it"
+                writers = [job for job, outputs in self.writers.items()
+                           if any(fnmatch.fnmatchcase(name, o) for o in outputs)]  # fmt: skip
+                how = (
+                    "build it with " + " or ".join(f"./submit.sh {w}" for w in writers)
+                    if writers
+                    else "run the job that writes it"
                 )
+                raise LakeError(f"table '{name}' does not exist at {spec.location}: {how}")
             return self.spark.createDataFrame([], spec.schema)
         reader = self.spark.read.format("delta")
         if version is not None:
