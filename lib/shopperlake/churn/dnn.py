@@ -79,6 +79,11 @@ def train_dnn(
                 "metrics": [tf.keras.metrics.AUC(name="auc")]}  # fmt: skip
 
     def inputs() -> Any:
+        import tensorflow as tf
+
+        # plain tensor ops: nothing for AutoGraph to convert (and its source parse would fail
+        # on the shipped function's postponed annotations)
+        @tf.autograph.experimental.do_not_convert
         def xyw(batch: Any) -> tuple[Any, Any, Any]:
             return petastorm_io.stack(batch, names), batch.label, batch.weight
 
