@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -136,15 +137,20 @@ def test_missing_jars_is_a_clear_error(tmp_path: Path) -> None:
         submit_args(load_config("local"), tmp_path, environ={})
 
 
-def test_package_is_the_pip_wheel_with_conf_and_sql_and_rebuilds_only_on_change(
-    tmp_path: Path,
-) -> None:
-    root = tmp_path / "repo"
+def repo_copy(root: Path) -> Path:
+    """What ``pip wheel`` builds from, copied (the conf/sql links stay relative)."""
     for part in ("lib", "conf", "sql"):
         shutil.copytree(REPO / part, root / part, symlinks=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))  # fmt: skip
     shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
     shutil.copy(REPO / "README.md", root / "README.md")
+    return root
+
+
+def test_package_is_the_pip_wheel_with_conf_and_sql_and_rebuilds_only_on_change(
+    tmp_path: Path,
+) -> None:
+    root = repo_copy(tmp_path / "repo")
     target = tmp_path / "out" / "pkg.zip"
     assert build_package(root, target) is True
     with zipfile.ZipFile(target) as zf:
@@ -164,6 +170,15 @@ def test_package_is_the_pip_wheel_with_conf_and_sql_and_rebuilds_only_on_change(
     assert build_package(root, target) is True
     with zipfile.ZipFile(target) as zf:
         assert zf.read("shopperlake/_conf/base.yaml").endswith(b"# changed\n")
+
+
+def test_jobs_started_together_build_the_wheel_once(tmp_path: Path) -> None:
+    root = repo_copy(tmp_path / "repo")
+    target = tmp_path / "out" / "pkg.zip"
+    with ThreadPoolExecutor(3) as pool:
+        built = list(pool.map(lambda _: build_package(root, target), range(3)))
+    assert sorted(built) == [False, False, True]
+    assert zipfile.is_zipfile(target)
 
 
 def test_zipped_package_reads_its_bundled_conf(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ YAML is parsed here and only here; ``submit.sh`` reads the printed arguments int
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import logging
 import os
@@ -138,6 +139,18 @@ def build_package(repo_root: Path, zip_path: Path | None = None) -> bool:
     if target.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Jobs started together (parallel Airflow tasks) build one at a time: pip builds in-tree.
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+            return False  # another job built it while this one waited
+        _pip_wheel(repo_root, target)
+        stamp.write_text(digest + "\n")
+    log.info("built %s (pip wheel of %s)", target, repo_root)
+    return True
+
+
+def _pip_wheel(repo_root: Path, target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                "--no-build-isolation", "--wheel-dir", tmp, str(repo_root)]  # fmt: skip
@@ -147,9 +160,6 @@ def build_package(repo_root: Path, zip_path: Path | None = None) -> bool:
             last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
             raise ConfigError(f"pip wheel {repo_root} failed: {last}")
         os.replace(wheels[0], target)  # atomic: a job starting meanwhile sees old or new
-    stamp.write_text(digest + "\n")
-    log.info("built %s (pip wheel of %s)", target, repo_root)
-    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
