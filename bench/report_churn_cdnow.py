@@ -118,7 +118,7 @@ def main() -> int:
     lake = Lake.from_config(spark, cfg, lake_root)
     latest = lake.read("gold.model_metrics").where("model = 'churn'").agg({"version": "max"})
     version = latest.first()[0]  # type: ignore[index]
-    mv = Registry(Path(lake.root) / "models").get("churn", version)
+    mv = Registry.from_config(cfg, lake.root).get("churn", version)
     predictions = pd.read_csv(mv.path / "predictions_test.csv", dtype={"user_id": str})
 
     # BG/NBD on the calibration period: every transaction on or before the test cutoff.
