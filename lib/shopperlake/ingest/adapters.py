@@ -69,7 +69,38 @@ def instacart_timeline(df: DataFrame, params: Mapping[str, Any]) -> DataFrame:
     )
 
 
-TRANSFORMS: dict[str, Transform] = {"instacart_timeline": instacart_timeline}
+def earlier_purchase(df: DataFrame, params: Mapping[str, Any]) -> DataFrame:
+    """Whether each return line has an earlier purchase of the same item by the same user in
+    the same input (Online Retail's cancellation invoices often undo orders placed before the
+    data starts). Adds the raw field ``has_earlier_purchase``: ``true``/``false`` on rows where
+    ``params.is_return`` holds, null elsewhere. ``params``: ``user``, ``item``, ``time`` (a
+    timestamp expression), ``is_return``, ``is_purchase`` -- Spark SQL over the raw fields."""
+    missing = [k for k in ("user", "item", "time", "is_return", "is_purchase") if k not in params]
+    if missing:
+        raise ConfigError(f"transform earlier_purchase needs params {', '.join(missing)}")
+    user, item, when = (F.expr(str(params[k])) for k in ("user", "item", "time"))
+    is_return, is_purchase = F.expr(str(params["is_return"])), F.expr(str(params["is_purchase"]))
+    keyed = df.withColumns({"__u": user, "__i": item, "__t": when})
+    first = (
+        keyed.where(is_purchase & F.col("__u").isNotNull() & F.col("__t").isNotNull())
+        .groupBy("__u", "__i")
+        .agg(F.min("__t").alias("__first"))
+    )
+    flag = F.when(
+        F.coalesce(is_return, F.lit(False)),
+        F.when(F.col("__first") < F.col("__t"), "true").otherwise("false"),
+    )
+    return (
+        keyed.join(first, ["__u", "__i"], "left")
+        .withColumn("has_earlier_purchase", flag)
+        .drop("__u", "__i", "__t", "__first")
+    )
+
+
+TRANSFORMS: dict[str, Transform] = {
+    "instacart_timeline": instacart_timeline,
+    "earlier_purchase": earlier_purchase,
+}
 
 
 def apply_transform(df: DataFrame, name: str | None, params: Mapping[str, Any]) -> DataFrame:

@@ -26,6 +26,7 @@ from shopperlake.core.dates import end_of_day
 from shopperlake.core.errors import InputError, ShopperLakeError, root_cause
 from shopperlake.core.lake import Lake
 from shopperlake.core.schemas import IS_CURRENT, SCHEMAS, VALID_FROM
+from shopperlake.core.session import project_root
 from shopperlake.ingest.adapters import apply_transform
 from shopperlake.ingest.mapping import (
     KEYS,
@@ -89,10 +90,20 @@ class EntityCounts:
 
 
 def default_input(mapping: SourceMapping) -> str:
-    """The data file shipped inside a PyPI package (CDNOW in lifetimes, Instacart sample)."""
-    if mapping.default_input is None:
+    """The source's own data: a file shipped inside a PyPI package (CDNOW in lifetimes, the
+    Instacart sample) or one a make target fetches under the project root (Online Retail II)."""
+    spec_in = mapping.default_input
+    if spec_in is None:
         raise InputError(f"source '{mapping.name}' needs --input PATH")
-    package, resource = mapping.default_input
+    if spec_in.file:
+        path = project_root() / spec_in.file
+        if not path.is_file():
+            raise InputError(
+                f"source '{mapping.name}' without --input reads {path}, which is missing: "
+                f"run `{spec_in.fetch}` first (or pass --input PATH)"
+            )
+        return str(path)
+    package, resource = spec_in.package, spec_in.resource
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise InputError(

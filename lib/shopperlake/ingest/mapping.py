@@ -41,6 +41,8 @@ _ENTITY_KEYS = {
     "order_id_from_event",
     "transform",
     "params",
+    "reject",
+    "reject_exact_duplicates",
 }
 _SOURCE_KEYS = {"name", "description", "default_input", "entities"}
 
@@ -52,6 +54,27 @@ class TimestampSpec:
     expr: str
     format: str | None = None
     timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class RejectRule:
+    """A source's own quarantine rule: rows where ``when`` (Spark SQL over the raw fields) is
+    true go to quarantine with ``reason`` (e.g. Online Retail's postage and fee lines)."""
+
+    reason: str
+    when: str
+
+
+@dataclass(frozen=True)
+class DefaultInput:
+    """Where a source's data is found without ``--input``: a file inside an installed PyPI
+    package (``package`` + ``resource``) or a file under the project root that a make target
+    fetches (``file`` + ``fetch``)."""
+
+    package: str = ""
+    resource: str = ""
+    file: str = ""
+    fetch: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,8 @@ class EntityMapping:
     order_id_from_event: bool = False
     transform: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    reject: tuple[RejectRule, ...] = ()
+    reject_exact_duplicates: bool = False
 
     @property
     def key(self) -> str:
@@ -88,7 +113,7 @@ class SourceMapping:
     name: str
     entities: dict[str, EntityMapping]
     description: str = ""
-    default_input: tuple[str, str] | None = None
+    default_input: DefaultInput | None = None
 
 
 def canonical_columns(entity: str) -> list[str]:
@@ -150,6 +175,9 @@ def _entity(name: str, raw: Any, origin: str) -> EntityMapping:
                 re.compile(raw[regex_key])
             except re.error as exc:
                 raise ConfigError(f"{where}.{regex_key}: invalid regex: {exc}") from exc
+    reject = tuple(
+        _reject_rule(r, f"{where}.reject[{i}]") for i, r in enumerate(raw.get("reject") or ())
+    )
     return EntityMapping(
         entity=name,
         format=fmt,
@@ -168,7 +196,31 @@ def _entity(name: str, raw: Any, origin: str) -> EntityMapping:
         order_id_from_event=bool(raw.get("order_id_from_event", False)),
         transform=raw.get("transform"),
         params=dict(raw.get("params") or {}),
+        reject=reject,
+        reject_exact_duplicates=bool(raw.get("reject_exact_duplicates", False)),
     )
+
+
+_REASON = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _reject_rule(raw: Any, where: str) -> RejectRule:
+    if not isinstance(raw, dict) or set(raw) != {"reason", "when"}:
+        raise ConfigError(f"{where} needs exactly 'reason' and 'when'")
+    reason, when = str(raw["reason"]), str(raw["when"])
+    if not _REASON.match(reason):
+        raise ConfigError(f"{where}.reason must be a snake_case code, got {reason!r}")
+    return RejectRule(reason, when)
+
+
+def _default_input(raw: Any, origin: str) -> DefaultInput | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and set(raw) == {"package", "resource"}:
+        return DefaultInput(package=str(raw["package"]), resource=str(raw["resource"]))
+    if isinstance(raw, dict) and set(raw) == {"file", "fetch"}:
+        return DefaultInput(file=str(raw["file"]), fetch=str(raw["fetch"]))
+    raise ConfigError(f"{origin}: default_input needs package and resource, or file and fetch")
 
 
 def parse_mapping(data: dict[str, Any], origin: str) -> SourceMapping:
@@ -182,12 +234,7 @@ def parse_mapping(data: dict[str, Any], origin: str) -> SourceMapping:
     if wrong:
         raise ConfigError(f"{origin}: unknown entit(ies) {', '.join(sorted(wrong))}")
     entities = {n: _entity(n, entities_raw[n], origin) for n in ENTITIES if n in entities_raw}
-    default = data.get("default_input")
-    default_input = None
-    if default is not None:
-        if not isinstance(default, dict) or {"package", "resource"} - set(default):
-            raise ConfigError(f"{origin}: default_input needs package and resource")
-        default_input = (str(default["package"]), str(default["resource"]))
+    default_input = _default_input(data.get("default_input"), origin)
     return SourceMapping(
         name=str(data.get("name") or origin),
         entities=entities,

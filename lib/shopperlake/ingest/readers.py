@@ -8,6 +8,8 @@ blank lines and lines matching the mapping's ``skip_regex`` (headers, comments).
 
 from __future__ import annotations
 
+import re
+
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -124,8 +126,15 @@ def _check_header(spark: SparkSession, path: str, m: EntityMapping, opts: dict[s
     """A CSV whose header names other columns than the mapping is a schema error, not data."""
     header = spark.read.options(**opts).csv(path).columns
     named = [(i, h) for i, h in enumerate(header) if h and not h.startswith("_c")]
-    if len(header) != len(m.fields) or any(h != m.fields[i] for i, h in named):
+    # "Customer ID" in a header is the field customer_id (fields are identifiers)
+    if len(header) != len(m.fields) or any(
+        h != m.fields[i] and _identifier(h) != m.fields[i] for i, h in named
+    ):
         raise SchemaError(f"CSV header of {path} is {header}, the mapping expects {list(m.fields)}")
+
+
+def _identifier(header: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", header.strip().lower()).strip("_")
 
 
 def _read_parquet(spark: SparkSession, path: str, m: EntityMapping) -> DataFrame:

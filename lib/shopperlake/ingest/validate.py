@@ -4,7 +4,9 @@ reasons it is invalid (empty = valid). No I/O here: the ingest job reads and wri
 Reason codes (stored in ``bronze.quarantine.reason``, ``; ``-joined):
 ``malformed_record``, ``missing_required:<col>``, ``bad_type:<col>``, ``bad_timestamp``,
 ``implausible_timestamp``, ``unknown_event_type:<value>``, ``implausible_price``,
-``bad_quantity``, ``bad_rating``, ``missing_item_for:<event_type>``.
+``bad_quantity``, ``bad_rating``, ``missing_item_for:<event_type>``; with the mapping's
+options, ``exact_duplicate`` (a record identical to an earlier one of the batch) and each
+``reject`` rule's own reason (e.g. ``non_product_code``).
 """
 
 from __future__ import annotations
@@ -165,6 +167,12 @@ def canonicalize(raw: DataFrame, m: EntityMapping, rules: Rules) -> DataFrame:
             )
         )
 
+    errors += _reject_errors(raw, m)
+    if m.reject_exact_duplicates:
+        copy = F.row_number().over(Window.partitionBy("_raw").orderBy("_source_file"))
+        df = df.withColumn("__copy", copy)
+        errors.append(F.when(F.col("__copy") > 1, F.lit("exact_duplicate")))
+
     out = df.select(
         *[typed[f.name].cast(f.dataType).alias(f.name) for f in targets],
         # A record that did not parse has no trustworthy fields: that is its only reason.
@@ -184,6 +192,24 @@ def canonicalize(raw: DataFrame, m: EntityMapping, rules: Rules) -> DataFrame:
                 F.col("event_id"),
             ).otherwise(F.col("order_id")),
         )
+    return out
+
+
+def _reject_errors(raw: DataFrame, m: EntityMapping) -> list[Column]:
+    """One error column per ``reject`` rule, each checked against the raw fields first so a
+    rule that is not valid Spark SQL stops the run naming it, before anything is written."""
+    out = []
+    for rule in m.reject:
+        try:
+            cond = F.expr(rule.when)
+            _ = raw.select(cond).schema  # analysed now: unknown fields, syntax errors
+        except Exception as exc:  # ParseException / AnalysisException
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"reject rule '{rule.reason}' of the {m.entity} mapping is not valid Spark SQL "
+                f"over the raw fields ({rule.when!r}): {first}"
+            ) from None
+        out.append(F.when(F.coalesce(cond, F.lit(False)), F.lit(rule.reason)))
     return out
 
 
