@@ -22,6 +22,8 @@ LAYERS = {
     "segments": 3,
     "churn": 4,
     "rec": 4,
+    # capabilities built on the tabular-classifier pieces of churn
+    "returns": 5,
     # the application layer: the job registry, the schedule, the demo
     "jobs": 8,
     "schedule": 9,

@@ -5,7 +5,8 @@
 of ``docs/jobs.md`` all read this one table.
 
 ``train --model recommender`` and ``score --model recommender`` are kept as aliases of
-``train_recommender`` / ``score_recommender``.
+``train_recommender`` / ``score_recommender``; ``build_training_set|train|score --model
+returns`` name the return model's jobs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from shopperlake.ingest.job import INGEST
 from shopperlake.profiles.job import BUILD_PROFILES
 from shopperlake.rec.job import MODEL as RECOMMENDER
 from shopperlake.rec.job import SCORE_RECOMMENDER, TRAIN_RECOMMENDER
+from shopperlake.returns.score import SCORE_RETURNS
+from shopperlake.returns.spec import MODEL as RETURNS
+from shopperlake.returns.train import TRAIN_RETURNS
+from shopperlake.returns.training_set import BUILD_RETURN_TRAINING_SET
 from shopperlake.segments.job import BUILD_SEGMENTS
 from shopperlake.synthetic.generate import GENERATE
 from shopperlake.views.query import QUERY
@@ -40,23 +45,29 @@ JOBS: dict[str, Job] = {
         SCORE,
         TRAIN_RECOMMENDER,
         SCORE_RECOMMENDER,
+        BUILD_RETURN_TRAINING_SET,
+        TRAIN_RETURNS,
+        SCORE_RETURNS,
         QUERY,
     )
 }
 WRITERS.update({name: job.writes for name, job in JOBS.items() if job.name != "query"})
 # (job, --model value) → the job that value names
 ALIASES = {("train", RECOMMENDER): TRAIN_RECOMMENDER.name,
-           ("score", RECOMMENDER): SCORE_RECOMMENDER.name}  # fmt: skip
+           ("score", RECOMMENDER): SCORE_RECOMMENDER.name,
+           ("build_training_set", RETURNS): BUILD_RETURN_TRAINING_SET.name,
+           ("train", RETURNS): TRAIN_RETURNS.name,
+           ("score", RETURNS): SCORE_RETURNS.name}  # fmt: skip
 
 
 def resolve(name: str, argv: Sequence[str]) -> Job:
     """The job ``name`` runs with ``argv`` (aliases followed); KeyError for an unknown name."""
-    if (name, RECOMMENDER) in ALIASES:
+    if any(job == name for job, _ in ALIASES):
         probe = argparse.ArgumentParser(add_help=False)
         probe.add_argument("--model")
         known, _ = probe.parse_known_args(list(argv))
-        if known.model == RECOMMENDER:
-            return JOBS[ALIASES[(name, RECOMMENDER)]]
+        if (name, known.model) in ALIASES:
+            return JOBS[ALIASES[(name, known.model)]]
     return JOBS[name]
 
 

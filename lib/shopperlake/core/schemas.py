@@ -375,3 +375,42 @@ SIMILAR_ITEMS = StructType(
 )
 
 SCHEMAS.update({"recommendations": RECOMMENDATIONS, "similar_items": SIMILAR_ITEMS})
+
+# -- gold: return prediction (build_training_set / train / score --model returns) ------------
+
+RETURN_TRAINING_SET = StructType(
+    [
+        StructField("as_of_date", DateType(), False),
+        StructField("line_id", StringType(), False),
+        StructField("order_id", StringType(), True),
+        StructField("user_id", StringType(), False),
+        StructField("item_id", StringType(), False),
+        StructField("ts", TimestampType(), False),
+        StructField("label", IntegerType(), False),
+        StructField("split", StringType(), False),
+        StructField("numeric", MapType(StringType(), DoubleType()), False),
+        StructField("categorical", MapType(StringType(), StringType()), False),
+        StructField("run_id", StringType(), False),
+    ]
+)
+
+# One row per open order line (bought in the H days up to the as-of date, not yet returned):
+# calibrated probability that the customer returns it within H days of the purchase, its
+# band, the order's risk (max over its lines) and the features that push the line's risk up.
+RETURN_RISK = StructType(
+    [
+        StructField("as_of_date", DateType(), False),
+        StructField("line_id", StringType(), False),
+        StructField("order_id", StringType(), True),
+        StructField("user_id", StringType(), False),
+        StructField("item_id", StringType(), False),
+        StructField("ts", TimestampType(), False),
+        StructField("probability", DoubleType(), False),
+        StructField("risk_band", StringType(), False),
+        StructField("order_probability", DoubleType(), False),
+        StructField("top_reasons", ArrayType(StringType()), True),
+        StructField("model_version", StringType(), False),
+    ]
+)
+
+SCHEMAS.update({"return_training_set": RETURN_TRAINING_SET, "return_risk": RETURN_RISK})

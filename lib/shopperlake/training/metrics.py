@@ -258,6 +258,17 @@ def expected_calibration_error(y: Any, p: Any, bins: int = ECE_BINS) -> float:
     return float(np.sum(weights * gaps) / weights.sum())
 
 
+def precision_at_top(y: Any, p: Any, share: float) -> float:
+    """Share of positives among the ``max(1, floor(share * n))`` highest scores (ties broken
+    by position, so the count is exact): the precision of an alert list of that size."""
+    labels, scores = _check(y, p)
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    k = max(1, math.floor(share * scores.size + _BUDGET_EPS))
+    top = np.argsort(-scores, kind="stable")[:k]
+    return float(labels[top].mean())
+
+
 def evaluate(y: Any, p: Any, threshold: float) -> dict[str, float]:
     """All metrics of one model on one set.
 

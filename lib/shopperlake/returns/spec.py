@@ -1,0 +1,80 @@
+"""Typed view of the ``returns`` config block (conf/base.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from shopperlake.churn.spec import CalibrationParams, DnnParams, _calibration
+from shopperlake.core.config import Config
+from shopperlake.core.errors import ConfigError
+
+MODEL = "returns"
+KEYS = frozenset(
+    {
+        "horizon_days", "test_days", "validation_share", "split_seed", "item_prior_lines",
+        "categorical_features", "vocab_size", "risk_bands", "top_share", "gbt_max_iter",
+        "importance_rows", "calibration", "dnn", "promotion_metric",
+    }
+)  # fmt: skip
+FEATURE_CATEGORICALS = ("country", "day_of_week")
+
+
+@dataclass(frozen=True)
+class ReturnsSpec:
+    """Label, split and training settings of the return model."""
+
+    horizon_days: int = 90
+    test_days: int = 101
+    validation_share: float = 0.2
+    split_seed: int = 7
+    item_prior_lines: float = 20.0
+    categorical_features: tuple[str, ...] = FEATURE_CATEGORICALS
+    vocab_size: int = 30
+    risk_bands: dict[str, float] = field(default_factory=lambda: {"high": 0.3, "medium": 0.1})
+    top_share: float = 0.05
+    gbt_max_iter: int = 60
+    importance_rows: int = 20_000
+    promotion_metric: str = "roc_auc"
+    calibration: CalibrationParams = field(default_factory=CalibrationParams)
+    dnn: DnnParams = field(default_factory=DnnParams)
+
+    @property
+    def name(self) -> str:
+        return MODEL
+
+
+def returns_spec(cfg: Config) -> ReturnsSpec:
+    block: dict[str, Any] = dict(cfg.get("returns") or {})
+    unknown = set(block) - KEYS
+    if unknown:
+        raise ConfigError(f"returns: unknown key(s) {', '.join(sorted(unknown))}")
+    dnn_block = dict(block.pop("dnn", None) or {})
+    bad = set(dnn_block) - {f.name for f in fields(DnnParams)}
+    if bad:
+        raise ConfigError(f"returns.dnn: unknown key(s) {', '.join(sorted(bad))}")
+    if "hidden" in dnn_block:
+        dnn_block["hidden"] = tuple(int(h) for h in dnn_block["hidden"])
+    calibration = _calibration(block.pop("calibration", None) or {}, MODEL)
+    bands = {str(k): float(v) for k, v in (block.pop("risk_bands", None) or {}).items()}
+    if any(not 0.0 < v <= 1.0 for v in bands.values()):
+        raise ConfigError(f"returns.risk_bands are probabilities in (0, 1], got {bands}")
+    spec = ReturnsSpec(
+        **{k: v for k, v in block.items() if k != "categorical_features"},
+        categorical_features=tuple(block.get("categorical_features", FEATURE_CATEGORICALS)),
+        risk_bands=bands or {"high": 0.3, "medium": 0.1},
+        calibration=calibration,
+        dnn=DnnParams(**dnn_block),
+    )
+    if spec.horizon_days < 1 or spec.test_days < 1:
+        raise ConfigError("returns.horizon_days and returns.test_days must be >= 1")
+    if not 0.0 < spec.validation_share < 1.0:
+        raise ConfigError("returns.validation_share must be in (0, 1)")
+    if not 0.0 < spec.top_share < 1.0:
+        raise ConfigError("returns.top_share must be in (0, 1)")
+    wrong = [c for c in spec.categorical_features if c not in FEATURE_CATEGORICALS]
+    if wrong:
+        raise ConfigError(
+            f"returns.categorical_features: unknown {wrong} (known: {list(FEATURE_CATEGORICALS)})"
+        )
+    return spec

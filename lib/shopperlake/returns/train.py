@@ -1,0 +1,337 @@
+"""``train --model returns`` (job ``train_returns``): the return model on the shared core.
+
+On the split of ``gold.return_training_set``: the feature transform fitted on train rows, the
+DNN trained with Horovod on Spark executors fed by Petastorm (:mod:`shopperlake.churn.dnn`),
+MLlib GBT and logistic regression on the same features, each calibrated on validation
+(platt or isotonic by cross-validated log loss). Baselines on the same rows: the training
+base rate (constant), the customer's past return rate, the item's smoothed past return rate.
+
+Reported per split, with 95 % intervals from a *customer-level* bootstrap (one customer's
+lines move together) and paired differences of the DNN against every other scorer: line-level
+ROC-AUC, PR-AUC, precision among the top ``returns.top_share`` lines, Brier; order-level
+ROC-AUC (an order is returned when any line is; its score is the max over its lines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shopperlake.churn import baselines
+from shopperlake.churn.dnn import TrainedDnn, predict_column, train_dnn
+from shopperlake.churn.features import FeatureTransform
+from shopperlake.churn.train import RAW, calibrate, code_version, with_weights
+from shopperlake.core.cli import Job, JobContext
+from shopperlake.core.errors import InputError
+from shopperlake.core.storage import Storage
+from shopperlake.returns.spec import MODEL, ReturnsSpec, returns_spec
+from shopperlake.returns.training_set import TABLE
+from shopperlake.training.bootstrap import metric_stat
+from shopperlake.training.calibration import Choice
+from shopperlake.training.metrics import (
+    brier,
+    calibration_table,
+    choose_threshold,
+    evaluate,
+    expected_calibration_error,
+    lift_table,
+    plot_curves,
+    pr_auc,
+    precision_at_top,
+    roc_auc,
+)
+from shopperlake.training.model_metrics import (
+    BootstrapSettings,
+    Comparison,
+    compare,
+    comparison_rows,
+    comparison_table,
+    metric_row,
+    write_metrics,
+)
+from shopperlake.training.registry import Registry
+
+log = logging.getLogger(__name__)
+SPLITS = ("validation", "test")
+KEY_COLS = ["line_id", "order_id", "user_id", "label"]
+# rule baselines: a feature of the row read as a score (missing history -> the base rate)
+RULES = {"customer_rate": "cust_return_rate", "item_rate": "item_return_rate"}
+
+
+def latest_as_of(data: DataFrame) -> dt.date:
+    row = data.agg(F.max("as_of_date").alias("d")).first()
+    if row is None or row["d"] is None:
+        raise InputError(f"{TABLE} is empty: run build_training_set --model returns first")
+    return row["d"]
+
+
+def keyed(df: DataFrame, score: str = "score") -> pd.DataFrame:
+    """``line_id, order_id, user_id, label, score`` in one fixed row order (by line id), so
+    every scorer's arrays pair row by row."""
+    return df.select(*KEY_COLS, F.col(score).alias("score")).orderBy("line_id").toPandas()
+
+
+def order_level(keys: pd.DataFrame, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order label = any line returned, order score = max over lines, order's customer),
+    orders sorted by id."""
+    frame = pd.DataFrame(
+        {"order_id": keys["order_id"].fillna(keys["line_id"]), "user_id": keys["user_id"],
+         "label": keys["label"].to_numpy(), "score": p}
+    )  # fmt: skip
+    g = frame.groupby("order_id", sort=True).agg(
+        label=("label", "max"), score=("score", "max"), user_id=("user_id", "first")
+    )
+    return g["label"].to_numpy(dtype=int), g["score"].to_numpy(dtype=float), g["user_id"].to_numpy()
+
+
+def line_metrics(spec: ReturnsSpec) -> dict[str, Callable[[Any, Any], float]]:
+    return {
+        "roc_auc": roc_auc,
+        "pr_auc": pr_auc,
+        f"precision_top{round(spec.top_share * 100)}pct": partial(
+            precision_at_top, share=spec.top_share
+        ),
+        "brier": brier,
+        "ece": expected_calibration_error,
+    }
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=MODEL, choices=[MODEL])
+    parser.add_argument("--num-proc", dest="num_proc", type=int, default=None,
+                        help="Horovod processes (default returns.dnn.num_proc)")  # fmt: skip
+
+
+def body(ctx: JobContext) -> None:
+    spec = returns_spec(ctx.cfg)
+    params = spec.dnn
+    if ctx.args.num_proc:
+        params = type(params)(**{**params.__dict__, "num_proc": ctx.args.num_proc})
+    lake, spark = ctx.lake, ctx.spark
+    ts_version = lake.version(TABLE)
+    table = lake.read(TABLE)
+    as_of = ctx.as_of or latest_as_of(table)
+    data = table.where(F.col("as_of_date") == F.lit(as_of)).cache()
+    counts = {
+        (r["split"], r["label"]): r["count"]
+        for r in data.groupBy("split", "label").count().collect()
+    }
+    for split in ("train", *SPLITS):
+        if not (counts.get((split, 0)) and counts.get((split, 1))):
+            raise InputError(
+                f"return training set as of {as_of} has no {split} rows of both classes "
+                f"(counts {counts}): rebuild it with another --as-of/--test-start or more data"
+            )
+    n_train = counts[("train", 0)] + counts[("train", 1)]
+    pos_rate = counts[("train", 1)] / n_train
+    train = data.where("split = 'train'")
+    transform = FeatureTransform.fit(train, True, spec.categorical_features, spec.vocab_size)
+    names = transform.output_names
+    rules = {
+        algo: F.coalesce(F.col("numeric")[feature], F.lit(pos_rate)).alias(algo)
+        for algo, feature in RULES.items()
+    }
+    frames = {
+        split: with_weights(transform.apply(data.where(F.col("split") == split)), pos_rate).select(
+            *KEY_COLS, "features", "weight", *rules.values()
+        )
+        for split in ("train", *SPLITS)
+    }
+    registry = Registry.from_config(ctx.cfg, lake.root)
+    mv = registry.new_version(MODEL)
+    cache_dir = Storage.from_config(ctx.cfg, lake.root).cache
+    try:
+        dnn = train_dnn(spark, frames["train"], frames["validation"], len(names), params,
+                        str(cache_dir), checkpoint_dir=str(mv.path / "checkpoints"))  # fmt: skip
+        keys: dict[str, pd.DataFrame] = {}
+        scored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {"dnn": {}}
+        rule_scores: dict[str, dict[str, np.ndarray]] = {a: {} for a in RULES}
+        for split in SPLITS:
+            pdf = keyed(predict_column(spark, frames[split], dnn))
+            keys[split] = pdf[KEY_COLS]
+            scored["dnn"][split] = (pdf["label"].to_numpy(dtype=int), pdf["score"].to_numpy())
+            for algo in RULES:
+                rule_scores[algo][split] = keyed(frames[split], algo)["score"].to_numpy()
+        predicted = baselines.fit_predict(
+            frames["train"], {s: frames[s] for s in SPLITS}, params.seed, spec.gbt_max_iter
+        )
+        for algo, by_split in predicted.items():
+            scored[algo] = {}
+            for split, df in by_split.items():
+                pdf = keyed(df)
+                scored[algo][split] = (pdf["label"].to_numpy(dtype=int), pdf["score"].to_numpy())
+        choices = calibrate(scored, spec.calibration)
+        evaluated = calibrated(scored, choices)
+        for algo in RULES:
+            evaluated[algo] = {s: (scored["dnn"][s][0], rule_scores[algo][s]) for s in SPLITS}
+        for split in SPLITS:
+            n = scored["dnn"][split][0].size
+            evaluated.setdefault("constant", {})[split] = (
+                scored["dnn"][split][0],
+                np.full(n, pos_rate),
+            )
+        metrics, comparisons = measure(
+            evaluated, keys, spec, BootstrapSettings.from_config(ctx.cfg)
+        )
+        save_version(mv.path, dnn, transform, spec, params, metrics, evaluated, choices,
+                     ts_version, as_of, counts, keys["test"])  # fmt: skip
+    except BaseException:
+        registry.discard(mv)
+        raise
+    test_value = metrics["test"]["line"]["dnn"][spec.promotion_metric]
+    promoted, before = registry.promote_if_not_worse(mv, spec.promotion_metric, test_value, 0.0)
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        row
+        for comparison in comparisons.values()
+        for row in comparison_rows(MODEL, mv.version, comparison, ctx.run.run_id, now)
+    ]
+    rows += [
+        metric_row(MODEL, mv.version, algo, split, name, value, ctx.run.run_id, now)
+        for split in SPLITS
+        for algo, values in metrics[split]["line"].items()
+        for name, value in values.items()
+        if name in {"threshold", "precision", "recall", "f1", "log_loss", "positive_rate", "n"}
+    ]
+    write_metrics(lake, rows)
+    data.unpersist()
+    verdict = "promoted to current" if promoted else "NOT promoted"
+    previous = "" if before is None else f"; previous test {spec.promotion_metric} {before:.4f}"
+    print(f"\nmodel {MODEL} {mv.version} ({verdict}{previous}); training set as of {as_of}")
+    print(report(comparisons))
+    ctx.run.rows_read = int(sum(counts.values()))
+    ctx.run.rows_written = len(rows)
+    for algo, m in metrics["test"]["line"].items():
+        ctx.run.metrics[f"test.{algo}.roc_auc"] = m["roc_auc"]
+    ctx.run.metrics["promoted"] = float(promoted)
+    ctx.run.metrics["horovod_seconds"] = dnn.seconds
+
+
+Scored = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
+
+
+def calibrated(scored: Scored, choices: dict[str, Choice]) -> Scored:
+    """Calibrated (``<algo>``: out-of-fold on validation) and raw (``<algo>_raw``) scores."""
+    out: Scored = {}
+    for algo, by_split in scored.items():
+        choice = choices[algo]
+        (y_val, _), (y_test, p_test) = by_split["validation"], by_split["test"]
+        out[algo] = {
+            "validation": (y_val, choice.out_of_fold),
+            "test": (y_test, choice.calibrator.apply(p_test)),
+        }
+        out[algo + RAW] = by_split
+    return out
+
+
+def measure(
+    evaluated: Scored, keys: dict[str, pd.DataFrame], spec: ReturnsSpec,
+    settings: BootstrapSettings,
+) -> tuple[dict[str, dict[str, dict[str, dict[str, float]]]], dict[str, Comparison]]:  # fmt: skip
+    """Point metrics per split/level/algorithm and the bootstrapped comparisons (DNN against
+    every other scorer; customers resampled whole)."""
+    metrics: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    comparisons: dict[str, Comparison] = {}
+    fns = line_metrics(spec)
+    for split in SPLITS:
+        users = keys[split]["user_id"].to_numpy()
+        y = evaluated["dnn"][split][0]
+        line_stats, order_stats = {}, {}
+        metrics[split] = {"line": {}, "order": {}}
+        y_val, p_val = evaluated["dnn"]["validation"]
+        for algo, by_split in evaluated.items():
+            p = by_split[split][1]
+            threshold = choose_threshold(
+                by_split["validation"][0], by_split["validation"][1], "budget", spec.top_share
+            )
+            metrics[split]["line"][algo] = {
+                **evaluate(y, np.clip(p, 0.0, 1.0), threshold),
+                **{name: fn(y, p) for name, fn in fns.items() if name.startswith("precision_top")},
+            }
+            line_stats[algo] = {m: metric_stat(fn, y, p) for m, fn in fns.items()}
+            if not algo.endswith(RAW):
+                oy, op, _ = order_level(keys[split], p)
+                metrics[split]["order"][algo] = {"roc_auc": roc_auc(oy, op)}
+                order_stats[algo] = {"order_roc_auc": metric_stat(roc_auc, oy, op)}
+        del y_val, p_val
+        comparisons[f"{split}.line"] = compare(line_stats, y.size, "dnn", split, settings, users)
+        oy, _, order_users = order_level(keys[split], evaluated["dnn"][split][1])
+        comparisons[f"{split}.order"] = compare(
+            order_stats, oy.size, "dnn", split, settings, order_users
+        )
+    return metrics, comparisons
+
+
+def report(comparisons: dict[str, Comparison]) -> str:
+    parts = []
+    for name in ("test.line", "test.order"):
+        c = comparisons[name]
+        parts.append(f"[{name}]\n" + comparison_table(c, list(c.intervals["dnn"])))
+    return "\n".join(parts)
+
+
+def save_version(
+    path: Path, dnn: TrainedDnn, transform: FeatureTransform, spec: ReturnsSpec, params: Any,
+    metrics: dict[str, Any], evaluated: Scored, choices: dict[str, Choice],
+    ts_version: int | None, as_of: dt.date, counts: dict[tuple[str, int], int],
+    test_keys: pd.DataFrame,
+) -> None:  # fmt: skip
+    dnn.build().save(path / "model.keras")
+    (path / "transform.json").write_text(transform.to_json())
+    (path / "calibration.json").write_text(choices["dnn"].calibrator.to_json())
+    (path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (path / "params.json").write_text(
+        json.dumps(
+            {
+                "model": MODEL,
+                "horizon_days": spec.horizon_days,
+                "training_set_as_of": as_of,
+                "training_set_version": ts_version,
+                "calibration": {a: c.calibrator.method for a, c in choices.items()},
+                "dnn": params.__dict__,
+                "code_version": code_version(),
+                "trained_at": dt.datetime.now(dt.UTC).isoformat(),
+                "rows": {f"{s}.{lab}": n for (s, lab), n in sorted(counts.items())},
+                "history": dnn.history,
+                "horovod_seconds": dnn.seconds,
+                "num_proc": dnn.num_proc,
+                "features": transform.output_names,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    y, p = evaluated["dnn"]["test"]
+    pd.DataFrame(
+        {**{c: test_keys[c] for c in ("line_id", "order_id", "user_id")}, "label": y,
+         **{algo: by["test"][1] for algo, by in evaluated.items()}}
+    ).to_csv(path / "predictions_test.csv", index=False)  # fmt: skip
+    lift_table(y, p).to_csv(path / "lift_test.csv", index=False)
+    calibration_table(y, p).to_csv(path / "calibration_test.csv", index=False)
+    plot_curves(y, {a: by["test"][1] for a, by in evaluated.items() if not a.endswith(RAW)}, path)
+
+
+TRAIN_RETURNS = Job(
+    name="train_returns",
+    description="Train the return model (DNN with Horovod on Spark, Petastorm-fed) against "
+    "GBT, logistic regression and rule baselines; customer-level bootstrap; register.",
+    add_args=add_args,
+    body=body,
+    reads=(TABLE, "gold.model_metrics"),
+    writes=("gold.model_metrics", "registry/*"),
+)
+
+
+def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
+    return TRAIN_RETURNS.main(argv, spark)

@@ -1,0 +1,195 @@
+"""Return prediction: labels, point-in-time history and the split by hand; the three jobs end
+to end on a sample of the real Online Retail II file, against numbers read off that file
+with pandas (never with the code under test)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shopperlake.core.lake import Lake
+from shopperlake.core.session import project_root
+from shopperlake.jobs import run
+from shopperlake.returns.features import history_features, split_events, with_labels
+from shopperlake.returns.spec import ReturnsSpec
+from shopperlake.returns.training_set import windows
+from shopperlake.training.metrics import precision_at_top
+from tests.conftest import job_args
+
+T0 = dt.datetime(2011, 1, 1, 10, 0)
+
+
+def events(spark: SparkSession, rows: list[tuple[str, str, str, str, float]]) -> DataFrame:
+    """(user, item, order, event_type, days after T0) -> canonical-enough events."""
+    data = [
+        (f"e{i}", u, it, o, et, T0 + dt.timedelta(days=d), 2.0, 3)
+        for i, (u, it, o, et, d) in enumerate(rows)
+    ]
+    cols = "event_id user_id item_id order_id event_type ts price quantity".split()
+    return spark.createDataFrame(data, cols)
+
+
+def test_labels_count_a_return_of_the_same_item_within_the_horizon(spark: SparkSession) -> None:
+    ev = events(
+        spark,
+        [
+            ("u1", "A", "o1", "purchase", 0),  # returned on day 10: 1
+            ("u1", "B", "o1", "purchase", 0),  # B never returned: 0
+            ("u1", "A", "o2", "purchase", 5),  # the day-10 return is within (5, 95]: 1
+            ("u1", "A", "r1", "return", 10),
+            ("u1", "A", "o3", "purchase", 200),  # nothing after: 0
+            ("u2", "A", "o4", "purchase", 0),  # another user's return does not count: 0
+            ("u3", "C", "o5", "purchase", 0),  # returned exactly 90 days later: 1
+            ("u3", "C", "r2", "return", 90),
+            ("u3", "D", "o6", "purchase", 0),  # returned 90 days and one hour later: 0
+            ("u3", "D", "r3", "return", 90 + 1 / 24),
+        ],
+    )
+    purchases, returns = split_events(ev)
+    got = {r.order_id + r.item_id: r.label for r in with_labels(purchases, returns, 90).collect()}
+    assert got == {"o1A": 1, "o1B": 0, "o2A": 1, "o3A": 0, "o4A": 0, "o5C": 1, "o6D": 0}
+
+
+def test_history_features_use_only_days_before_the_purchase(spark: SparkSession) -> None:
+    ev = events(
+        spark,
+        [
+            ("u1", "A", "o1", "purchase", 0),
+            ("u1", "B", "o1", "purchase", 0),
+            ("u1", "A", "o2", "purchase", 5),
+            ("u1", "A", "r1", "return", 10),
+            ("u1", "A", "o3", "purchase", 200),
+            ("u1", "A", "r2", "return", 200.1),  # same day as o3: not in o3's history
+        ],
+    )
+    purchases, returns = split_events(ev)
+    rows = {r.order_id + r.item_id: r for r in history_features(purchases, returns, 20).collect()}
+    first = rows["o1A"]
+    assert (first.cust_past_lines, first.cust_past_return_lines) == (0, 0)
+    assert first.cust_return_rate is None  # no history: missing, filled by the transform
+    o3 = rows["o3A"]
+    # before day 200: lines o1A, o1B, o2A; one return (day 10); orders o1, o2; one cancel order
+    assert (o3.cust_past_lines, o3.cust_past_orders, o3.cust_past_return_lines) == (3, 2, 1)
+    assert o3.cust_return_rate == pytest.approx(1 / 3)
+    assert o3.cust_cancel_rate == pytest.approx(1 / 2)
+    assert (o3.pair_past_lines, o3.pair_past_return_lines) == (2, 1)
+    assert (o3.cust_days_since_first, o3.cust_days_since_last) == (200, 195)
+    assert o3.cust_days_since_last_return == 190
+    # item A: 2 past lines, 1 return; the shop's past rate 1/3 weighs as 20 lines
+    assert o3.item_return_rate == pytest.approx((1 + 20 / 3) / (2 + 20))
+    # the recent window (90 days before day 200) holds no line
+    assert o3.cust_recent_lines == 0
+    o2 = rows["o2A"]  # day 5: the day-0 lines only
+    assert (o2.cust_past_lines, o2.pair_past_lines, o2.pair_days_since_last) == (2, 1, 5)
+
+
+def test_the_out_of_time_windows_of_the_issue() -> None:
+    w = windows(dt.date(2011, 12, 8), ReturnsSpec(horizon_days=90), dt.date(2011, 6, 1))
+    # train lines: bought before 2011-03-03, so every label window closes before 2011-06-01
+    assert w == {
+        "train_end": dt.date(2011, 3, 2),
+        "test_start": dt.date(2011, 6, 1),
+        "test_end": dt.date(2011, 9, 9),
+    }
+    assert w["train_end"] + dt.timedelta(days=90) < w["test_start"]
+
+
+def test_precision_at_top_counts_an_exact_list() -> None:
+    y = [1, 0, 1, 0, 0, 0, 0, 0, 0, 1]
+    p = [0.9, 0.8, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.2]
+    assert precision_at_top(y, p, 0.2) == 0.5  # top 2: 0.9 (1), 0.8 (0)
+    assert precision_at_top(y, p, 0.3) == pytest.approx(2 / 3)
+    assert precision_at_top(y, p, 0.01) == 1.0  # at least one line
+
+
+# -- end to end on real data ----------------------------------------------------------------
+
+AS_OF = dt.date(2011, 12, 8)
+TEST_START = dt.date(2011, 6, 1)
+
+
+@pytest.fixture(scope="module")
+def retail_sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """Every line of one customer in eight (ids 0 mod 8), as the original file has them."""
+    src = project_root() / "data" / "online_retail" / "online_retail.csv"
+    assert src.is_file(), f"{src} is missing: run `make data` (make test does)"
+    raw = pd.read_csv(src, dtype=str, keep_default_na=False)
+    cust = pd.to_numeric(raw["Customer ID"], errors="coerce")
+    sample = raw[(cust % 8 == 0)]
+    path = tmp_path_factory.mktemp("retail") / "sample.csv"
+    sample.to_csv(path, index=False)
+    return path, sample
+
+
+def open_lines_by_hand(sample: pd.DataFrame) -> int:
+    """Lines bought on the 90 days ending 2011-12-08 (UK time is GMT then) by the sample's
+    customers, of product codes at positive prices, not returned by the same customer by the
+    end of that day: what gold.return_risk must hold."""
+    df = sample.drop_duplicates().copy()
+    df["ts"] = pd.to_datetime(df["InvoiceDate"], format="%m/%d/%Y %H:%M")
+    df["q"] = df["Quantity"].astype(float)
+    df["price"] = df["Price"].astype(float)
+    product = df["StockCode"].str.match(r"^\d{5}") | df["StockCode"].str.startswith("DCGS")
+    ok = product & (df["price"] > 0) & (df["ts"] < pd.Timestamp("2011-12-09"))
+    buys = df[ok & df["Invoice"].str.match(r"^\d") & (df["q"] > 0) & (df["q"] <= 1000)]
+    rets = df[ok & df["Invoice"].str.startswith("C") & (df["q"] < 0) & (df["q"] >= -1000)]
+    recent = buys[buys["ts"] >= pd.Timestamp("2011-09-10")].reset_index()
+    pairs = recent.merge(rets[["Customer ID", "StockCode", "ts"]], on=["Customer ID", "StockCode"],
+                         suffixes=("", "_r"))  # fmt: skip
+    returned = pairs[(pairs["ts_r"] > pairs["ts"]) & (pairs["ts_r"] <= pairs["ts"] +
+                     pd.Timedelta(days=90))]["index"].unique()  # fmt: skip
+    return len(recent) - len(returned)
+
+
+def test_returns_jobs_end_to_end_on_online_retail(
+    spark: SparkSession, lake: Lake, lake_root: str, retail_sample: tuple[Path, pd.DataFrame]
+) -> None:
+    path, sample = retail_sample
+    fast = ["--set=evaluation.bootstrap.resamples=50", "--set=returns.dnn.epochs=6"]
+    assert run("ingest", job_args(lake_root, "--source", "online_retail", "--input", str(path),
+                                  "--as-of", str(AS_OF))) == 0  # fmt: skip
+    common = ["--model", "returns", "--as-of", str(AS_OF)]
+    assert run("build_training_set", job_args(lake_root, *common, "--test-start",
+                                              str(TEST_START))) == 0  # fmt: skip
+    ts = lake.read("gold.return_training_set")
+    bounds = {
+        r.split: r
+        for r in ts.groupBy("split").agg(
+            F.min(F.to_date("ts")).alias("first"), F.max(F.to_date("ts")).alias("last"),
+            F.countDistinct("user_id").alias("users"),
+        ).collect()
+    }  # fmt: skip
+    assert bounds["test"].first >= TEST_START and bounds["test"].last <= dt.date(2011, 9, 9)
+    for split in ("train", "validation"):
+        assert bounds[split].last + dt.timedelta(days=90) < TEST_START  # window closed
+    shared = (
+        ts.where("split = 'train'").select("user_id").distinct()
+        .join(ts.where("split = 'validation'").select("user_id").distinct(), "user_id")
+        .count()
+    )  # fmt: skip
+    assert shared == 0  # validation customers are disjoint from training customers
+
+    assert run("train", job_args(lake_root, "--model", "returns", *fast)) == 0
+    m = lake.read("gold.model_metrics").where("model = 'returns' AND split = 'test'")
+    auc = {r.algorithm: r for r in m.where("metric = 'roc_auc' AND reference IS NULL").collect()}
+    assert {"dnn", "gbt", "logreg", "customer_rate", "item_rate", "constant"} <= set(auc)
+    assert auc["dnn"].ci_low > 0.5  # the model ranks returns better than chance
+    assert auc["constant"].value == 0.5
+    order = m.where("metric = 'order_roc_auc' AND algorithm = 'dnn' AND reference IS NULL")
+    assert order.count() == 1
+
+    assert run("score", job_args(lake_root, *common)) == 0
+    risk = lake.read("gold.return_risk").toPandas()
+    assert len(risk) == open_lines_by_hand(sample)
+    assert risk["probability"].between(0, 1).all()
+    by_order = risk.groupby("order_id")["probability"].max()
+    assert np.allclose(risk["order_probability"], risk["order_id"].map(by_order))
+    bands = np.where(risk["probability"] >= 0.3, "high",
+                     np.where(risk["probability"] >= 0.1, "medium", "low"))  # fmt: skip
+    assert (risk["risk_band"] == bands).all()
