@@ -197,13 +197,26 @@ def body(ctx: JobContext) -> None:
         for comparison in comparisons.values()
         for row in comparison_rows(MODEL, mv.version, comparison, ctx.run.run_id, now)
     ]
+    with_ci = {
+        (algo, metric)
+        for comparison in comparisons.values()
+        for algo, by_metric in comparison.intervals.items()
+        for metric in by_metric
+    }
     rows += [
         metric_row(MODEL, mv.version, algo, split, name, value, ctx.run.run_id, now)
         for split in SPLITS
         for algo, values in metrics[split]["line"].items()
         for name, value in values.items()
-        if name in {"threshold", "precision", "recall", "f1", "log_loss", "positive_rate", "n"}
+        if split != "test" or (algo, name) not in with_ci
     ]
+    rows += [
+        metric_row(MODEL, mv.version, algo, split, "order_roc_auc", v["roc_auc"], ctx.run.run_id,
+                   now)
+        for split in SPLITS
+        for algo, v in metrics[split]["order"].items()
+        if split != "test"
+    ]  # fmt: skip
     write_metrics(lake, rows)
     data.unpersist()
     verdict = "promoted to current" if promoted else "NOT promoted"
@@ -239,45 +252,46 @@ def measure(
     evaluated: Scored, keys: dict[str, pd.DataFrame], spec: ReturnsSpec,
     settings: BootstrapSettings,
 ) -> tuple[dict[str, dict[str, dict[str, dict[str, float]]]], dict[str, Comparison]]:  # fmt: skip
-    """Point metrics per split/level/algorithm and the bootstrapped comparisons (DNN against
-    every other scorer; customers resampled whole)."""
+    """Point metrics per split, level and scorer; on the test split also the bootstrapped
+    comparisons of the calibrated scorers (the DNN against every other one; customers
+    resampled whole). Raw scores rank exactly like their calibrated versions, so they get
+    point figures only."""
     metrics: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     comparisons: dict[str, Comparison] = {}
     fns = line_metrics(spec)
+    top = next(name for name in fns if name.startswith("precision_top"))
     for split in SPLITS:
-        users = keys[split]["user_id"].to_numpy()
         y = evaluated["dnn"][split][0]
         line_stats, order_stats = {}, {}
         metrics[split] = {"line": {}, "order": {}}
-        y_val, p_val = evaluated["dnn"]["validation"]
         for algo, by_split in evaluated.items():
             p = by_split[split][1]
-            threshold = choose_threshold(
-                by_split["validation"][0], by_split["validation"][1], "budget", spec.top_share
-            )
+            y_val, p_val = by_split["validation"]
+            threshold = choose_threshold(y_val, p_val, "budget", spec.top_share)
             metrics[split]["line"][algo] = {
                 **evaluate(y, np.clip(p, 0.0, 1.0), threshold),
-                **{name: fn(y, p) for name, fn in fns.items() if name.startswith("precision_top")},
+                top: fns[top](y, p),
             }
+            if algo.endswith(RAW):
+                continue
+            oy, op, _ = order_level(keys[split], p)
+            metrics[split]["order"][algo] = {"roc_auc": roc_auc(oy, op)}
             line_stats[algo] = {m: metric_stat(fn, y, p) for m, fn in fns.items()}
-            if not algo.endswith(RAW):
-                oy, op, _ = order_level(keys[split], p)
-                metrics[split]["order"][algo] = {"roc_auc": roc_auc(oy, op)}
-                order_stats[algo] = {"order_roc_auc": metric_stat(roc_auc, oy, op)}
-        del y_val, p_val
-        comparisons[f"{split}.line"] = compare(line_stats, y.size, "dnn", split, settings, users)
+            order_stats[algo] = {"order_roc_auc": metric_stat(roc_auc, oy, op)}
+        if split != "test":
+            continue
+        users = keys[split]["user_id"].to_numpy()
+        comparisons["line"] = compare(line_stats, y.size, "dnn", split, settings, users)
         oy, _, order_users = order_level(keys[split], evaluated["dnn"][split][1])
-        comparisons[f"{split}.order"] = compare(
-            order_stats, oy.size, "dnn", split, settings, order_users
-        )
+        comparisons["order"] = compare(order_stats, oy.size, "dnn", split, settings, order_users)
     return metrics, comparisons
 
 
 def report(comparisons: dict[str, Comparison]) -> str:
     parts = []
-    for name in ("test.line", "test.order"):
+    for name in ("line", "order"):
         c = comparisons[name]
-        parts.append(f"[{name}]\n" + comparison_table(c, list(c.intervals["dnn"])))
+        parts.append(f"[{name} level]\n" + comparison_table(c, list(c.intervals["dnn"])))
     return "\n".join(parts)
 
 
