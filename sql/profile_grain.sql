@@ -28,6 +28,7 @@ SELECT
   count_if(event_type = 'return') AS returns,
   count_if(event_type = 'review') AS reviews,
   sum(spend) AS spend,
+  sum(returned_value) AS returned_value,
   sum(units) AS units,
   sum(rating) AS rating_sum,
   count(rating) AS ratings,
@@ -52,6 +53,9 @@ FROM (
       AS order_key,
     -- spend in cents-exact money: unit price times quantity (a missing quantity is one unit)
     CASE WHEN event_type = 'purchase' THEN round(price * coalesce(quantity, 1), 2) END AS spend,
+    -- the value of returned lines, priced the same way
+    CASE WHEN event_type = 'return' THEN round(price * coalesce(quantity, 1), 2) END
+      AS returned_value,
     -- unit price and units of priced purchase lines (category median price, price level)
     CASE WHEN event_type = 'purchase' THEN price END AS purchase_price,
     CASE WHEN event_type = 'purchase' AND price IS NOT NULL THEN coalesce(quantity, 1) END

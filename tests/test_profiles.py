@@ -219,14 +219,16 @@ def test_funnel_returns_reviews(profile: DataFrame) -> None:
     got = profile.select(
         "user_id", "sessions", "sessions_with_view", "sessions_with_cart",
         "sessions_with_purchase", "view_to_cart_rate", "cart_to_purchase_rate",
-        "cart_abandonment_rate", "returned_orders", "return_rate", "review_count", "avg_rating",
+        "cart_abandonment_rate", "returned_orders", "return_rate", "returned_lines",
+        "returned_value", "line_return_rate", "review_count", "avg_rating",
     )  # fmt: skip
     expected = [
         # u1 sessions: s1 view+cart+buy, s2 view+cart+buy, s3 buy, s4 view+cart:
-        # view->cart 3/3, cart->purchase 2/3, abandoned 1/3; o1 of 3 orders returned.
-        Row("u1", 4, 3, 3, 3, 1.0, 0.666667, 0.333333, 1, 0.333333, 1, 4.0),
-        Row("u2", 1, 1, 1, 0, 1.0, 0.0, 1.0, 0, None, 0, None),
-        Row("u3", 0, 0, 0, 0, None, None, None, 0, 0.0, 0, None),
+        # view->cart 3/3, cart->purchase 2/3, abandoned 1/3; o1 of 3 orders returned;
+        # 1 of 4 purchase lines returned (e05: 1 x 30.0).
+        Row("u1", 4, 3, 3, 3, 1.0, 0.666667, 0.333333, 1, 0.333333, 1, 30.0, 0.25, 1, 4.0),
+        Row("u2", 1, 1, 1, 0, 1.0, 0.0, 1.0, 0, None, 0, 0.0, None, 0, None),
+        Row("u3", 0, 0, 0, 0, None, None, None, 0, 0.0, 0, 0.0, 0.0, 0, None),
     ]
     assertDataFrameEqual(got, expected)
 

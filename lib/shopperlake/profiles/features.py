@@ -225,6 +225,7 @@ def activity_rollup(grain: DataFrame, as_of: dt.date, params: ProfileParams) -> 
         F.max("last_ts").alias("last_event_ts"),
         F.sum("rating_sum").alias("rating_sum"),
         F.sum("ratings").alias("ratings"),
+        F.round(F.coalesce(F.sum("returned_value"), F.lit(0.0)), 2).alias("returned_value"),
         F.sum(F.when(day >= F.lit(recent), F.col("events")).otherwise(0)).alias(
             "trend_recent_events"
         ),
@@ -504,6 +505,10 @@ def assemble_profiles(
         "sessions": F.coalesce(F.col(f"{ALL}__sessions"), F.lit(0).cast("long")),
         "returned_orders": F.coalesce(F.col("returned_orders"), F.lit(0).cast("long")),
         "return_rate": _ratio(F.coalesce(F.col("returned_orders"), F.lit(0)), frequency),
+        # line level, whichever order a return is booked on (a cancellation invoice too)
+        "returned_lines": F.col(f"{ALL}__returns"),
+        "returned_value": F.col("returned_value"),
+        "line_return_rate": _ratio(F.col(f"{ALL}__returns"), F.col(f"{ALL}__purchase_events")),
         "review_count": F.col(f"{ALL}__reviews"),
         "avg_rating": _ratio(F.col("rating_sum"), F.col("ratings")),
         "mean_interpurchase_days": F.round("mean_interpurchase_days", 6),
@@ -529,8 +534,8 @@ PROFILE_COLUMNS = (
     "avg_order_value", "purchase_days", "btyd_frequency", "btyd_recency", "btyd_T",
     "btyd_monetary_value", "activity", "sessions", "sessions_with_view", "sessions_with_cart",
     "sessions_with_purchase", "view_to_cart_rate", "cart_to_purchase_rate",
-    "cart_abandonment_rate", "returned_orders", "return_rate", "review_count", "avg_rating",
-    "top_categories", "category_shares", "price_level", "preferred_day_of_week",
+    "cart_abandonment_rate", "returned_orders", "return_rate", "returned_lines",
+    "returned_value", "line_return_rate", "review_count", "avg_rating", "top_categories", "category_shares", "price_level", "preferred_day_of_week",
     "preferred_hour", "device_mix", "channel_mix", "mean_interpurchase_days",
     "std_interpurchase_days", "trend_recent_events", "trend_prior_events", "activity_trend",
     "signup_date", "country", "age_band", "as_of_date",
