@@ -32,6 +32,31 @@ def test_every_job_has_an_entry_file_of_at_most_8_lines_and_no_file_is_orphaned(
         assert f'run("{name}")' in text
 
 
+def test_returns_model_flag_names_the_return_jobs_and_other_models_stay() -> None:
+    for name, target in (("build_training_set", "build_return_training_set"),
+                         ("train", "train_returns"), ("score", "score_returns")):  # fmt: skip
+        assert resolve(name, ["--model", "returns", "--as-of", "2011-12-08"]).name == target
+        assert resolve(name, ["--model", "churn"]).name == name
+
+
+def test_every_demo_step_parses_for_the_job_it_runs() -> None:
+    """The demo calls jobs in-process as submit.sh would: an argument its job does not take
+    (a flag of an aliased job passed to the base job) fails here, not 20 minutes into a demo."""
+    from shopperlake.core.cli import base_parser
+    from shopperlake.demo import steps
+
+    args = argparse.Namespace(lake="lake", env="local", users=10, items=5, days=30,
+                              start_date="2024-01-01")  # fmt: skip
+    names = []
+    for step in steps(args, "/tmp/raw"):
+        job = resolve(step.job, step.argv)
+        parser = base_parser(job.name, job.description)
+        job.add_args(parser)
+        parser.parse_args(step.argv)  # exits (SystemExit) on an unknown argument
+        names.append(job.name)
+    assert {"build_return_training_set", "train_returns", "score_returns"} <= set(names)
+
+
 def test_recommender_model_flag_is_an_alias_of_its_own_jobs() -> None:
     assert resolve("train", ["--model", "recommender", "--as-of", "2024-01-01"]).name == (
         "train_recommender"

