@@ -137,19 +137,21 @@ def summary(lake: Lake) -> str:
             .fillna(0)
         )
         cols = [c for c in by.columns if c != "source"]
-        out.append("  " + f"{'source':<11}" + "".join(f"{c[:9]:>10}" for c in cols))
+        out.append("  " + f"{'source':<14}" + "".join(f"{c[:9]:>10}" for c in cols))
         for row in by.collect():
-            out.append("  " + f"{row['source']:<11}" + "".join(f"{row[c]:>10,}" for c in cols))
+            out.append("  " + f"{row['source']:<14}" + "".join(f"{row[c]:>10,}" for c in cols))
     if lake.exists("bronze.quarantine"):
-        out += ["", "bronze.quarantine by reason:"]
+        out += ["", "bronze.quarantine by source, entity and reasons (a record may have several):"]
         reasons = (
             lake.read("bronze.quarantine")
-            .groupBy("source", "reason")
+            .groupBy("source", "entity", "reason")
             .count()
-            .orderBy(F.desc("count"))
+            .orderBy("source", "entity", F.desc("count"))
             .collect()
         )
-        out += [f"  {r['source']:<11}{r['reason']:<40}{r['count']:>8,}" for r in reasons]
+        out += [
+            f"  {r['source']:<14}{r['entity']:<7}{r['count']:>9,}  {r['reason']}" for r in reasons
+        ]
     day = None
     if lake.exists("gold.user_segments"):
         seg = lake.read("gold.user_segments")
