@@ -5,6 +5,7 @@ with pandas (never with the code under test)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -127,12 +128,13 @@ def retail_sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.Da
     return path, sample
 
 
-def open_lines_by_hand(sample: pd.DataFrame) -> int:
-    """Lines bought on the 90 days ending 2011-12-08 (UK time is GMT then) by the sample's
-    customers, of product codes at positive prices, not returned by the same customer by the
-    end of that day: what gold.return_risk must hold."""
+def open_lines_by_hand(sample: pd.DataFrame) -> Counter[tuple[str, str, str, pd.Timestamp]]:
+    """(order, item, customer, UTC time) of every line bought on the 90 days ending 2011-12-08
+    by the sample's customers, of product codes at positive prices, not returned by the same
+    customer by the end of that day: the rows gold.return_risk must hold."""
     df = sample.drop_duplicates().copy()
-    df["ts"] = pd.to_datetime(df["InvoiceDate"], format="%m/%d/%Y %H:%M")
+    local = pd.to_datetime(df["InvoiceDate"], format="%m/%d/%Y %H:%M")
+    df["ts"] = local.dt.tz_localize("Europe/London").dt.tz_convert("UTC").dt.tz_localize(None)
     df["q"] = df["Quantity"].astype(float)
     df["price"] = df["Price"].astype(float)
     product = df["StockCode"].str.match(r"^\d{5}") | df["StockCode"].str.startswith("DCGS")
@@ -143,8 +145,13 @@ def open_lines_by_hand(sample: pd.DataFrame) -> int:
     pairs = recent.merge(rets[["Customer ID", "StockCode", "ts"]], on=["Customer ID", "StockCode"],
                          suffixes=("", "_r"))  # fmt: skip
     returned = pairs[(pairs["ts_r"] > pairs["ts"]) & (pairs["ts_r"] <= pairs["ts"] +
-                     pd.Timedelta(days=90))]["index"].unique()  # fmt: skip
-    return len(recent) - len(returned)
+                     pd.Timedelta(days=90))]["index"]  # fmt: skip
+    still_open = recent[~recent["index"].isin(returned)]
+    customer = still_open["Customer ID"].astype(float).astype(int).astype(str)
+    return Counter(
+        zip(still_open["Invoice"], still_open["StockCode"].str.strip().str.upper(), customer,
+            still_open["ts"], strict=True)
+    )  # fmt: skip
 
 
 def test_returns_jobs_end_to_end_on_online_retail(
@@ -186,7 +193,8 @@ def test_returns_jobs_end_to_end_on_online_retail(
 
     assert run("score", job_args(lake_root, *common)) == 0
     risk = lake.read("gold.return_risk").toPandas()
-    assert len(risk) == open_lines_by_hand(sample)
+    got = Counter(zip(risk["order_id"], risk["item_id"], risk["user_id"], risk["ts"], strict=True))
+    assert got == open_lines_by_hand(sample)
     assert risk["probability"].between(0, 1).all()
     by_order = risk.groupby("order_id")["probability"].max()
     assert np.allclose(risk["order_probability"], risk["order_id"].map(by_order))
