@@ -243,13 +243,15 @@ def test_retention_rules_for_users_outside_the_population(spark: SparkSession) -
         "model_version string, population string",
     )
     profiles = spark.createDataFrame(
-        [("u1", 100.0), ("u2", 800.0), ("u4", 20.0)], "user_id string, monetary_total double"
+        [("u1", 100.0, 0.1), ("u2", 800.0, None), ("u4", 20.0, 0.0)],
+        "user_id string, monetary_total double, line_return_rate double",
     )
     cfg = {
         "bands": ["high"],
         "value_column": "monetary_total",
+        "return_rate_column": "line_return_rate",
         "rules": [
-            {"tier": "coupon", "when": "customer_value >= 50"},
+            {"tier": "coupon", "when": "customer_value >= 50 AND return_rate < 0.3"},
             {"tier": "email", "when": "true"},
         ],
         "outside_population": "exclude",
@@ -269,3 +271,31 @@ def test_retention_rules_for_users_outside_the_population(spark: SparkSession) -
     assertDataFrameEqual(got, spark.createDataFrame([u1, u2], schema))
     with pytest.raises(ConfigError, match="outside_population must be 'exclude' or a tier"):
         retention_targets(scores, profiles, None, {**cfg, "outside_population": ""})
+
+
+def test_retention_rules_see_the_return_rate(spark: SparkSession) -> None:
+    """A valuable high-risk user who returns 40 % of the lines bought falls through the coupon
+    rule (return_rate < 0.3) to email; one who returns 10 % gets the coupon."""
+    scores = spark.createDataFrame(
+        [
+            ("a", 0.8, "high", [], "v1", "in_population"),
+            ("b", 0.8, "high", [], "v1", "in_population"),
+        ],
+        "user_id string, score double, risk_band string, top_reasons array<string>, "
+        "model_version string, population string",
+    )
+    profiles = spark.createDataFrame(
+        [("a", 200.0, 0.4), ("b", 200.0, 0.1)],
+        "user_id string, monetary_total double, line_return_rate double",
+    )
+    cfg = {
+        "bands": ["high"],
+        "rules": [
+            {"tier": "coupon", "when": "customer_value >= 50 AND return_rate < 0.3"},
+            {"tier": "email", "when": "true"},
+        ],
+    }
+    got = {r.user_id: r.action for r in retention_targets(scores, profiles, None, cfg).collect()}
+    assert got == {"a": "email", "b": "coupon"}
+    with pytest.raises(ConfigError, match="return_rate_column 'nope' is not a profile column"):
+        retention_targets(scores, profiles, None, {**cfg, "return_rate_column": "nope"})

@@ -131,11 +131,16 @@ def retention_targets(
     scores: DataFrame, profiles: DataFrame, segments: DataFrame | None, cfg: dict[str, Any]
 ) -> DataFrame:
     """Users in ``retention.bands`` → action tier (first matching rule) and expected value at
-    stake (calibrated churn probability x customer value). Users outside the model's
-    population: left out (``outside_population: exclude``) or given that tier, without score."""
+    stake (calibrated churn probability x customer value). Rules see ``score``, ``risk_band``,
+    ``customer_value``, ``rfm_segment`` and ``return_rate`` (the profile's
+    ``retention.return_rate_column``: serial returners can be kept off coupons). Users outside
+    the model's population: left out (``outside_population: exclude``) or given that tier,
+    without score."""
     value_col = str(cfg.get("value_column", "monetary_total"))
-    if value_col not in profiles.columns:
-        raise ConfigError(f"retention.value_column '{value_col}' is not a profile column")
+    return_col = str(cfg.get("return_rate_column", "line_return_rate"))
+    for key, col in (("value_column", value_col), ("return_rate_column", return_col)):
+        if col not in profiles.columns:
+            raise ConfigError(f"retention.{key} '{col}' is not a profile column")
     bands = list(cfg.get("bands") or ["high"])
     rules = list(cfg.get("rules") or [])
     if not rules:
@@ -150,7 +155,11 @@ def retention_targets(
     if outside != EXCLUDE:
         chosen = chosen | ~inside
     base = scores.where(chosen).join(
-        profiles.select("user_id", F.col(value_col).cast("double").alias("customer_value")),
+        profiles.select(
+            "user_id",
+            F.col(value_col).cast("double").alias("customer_value"),
+            F.col(return_col).cast("double").alias("return_rate"),
+        ),
         "user_id",
         "left",
     )
