@@ -2,9 +2,10 @@
 
 Generates a synthetic clickstream, ingests it and the real CDNOW transactions into a local
 Delta lake (``./lake``), runs profiles, segments, churn and the recommender on the synthetic
-shop, then ingests the real Online Retail II order lines (``make data``) and trains and scores
-the return model on them, and prints what was written. Every step is the same job entry point
-``submit.sh`` runs, called in this process with one shared local Spark session.
+shop, then ingests the real Online Retail II order lines (``make data``), builds their profiles
+and segments, trains and scores the return model on them, and prints what was written. Every
+step is the same job entry point ``submit.sh`` runs, called in this process with one shared
+local Spark session.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
     # Profiles of the synthetic shop only: CDNOW customers (1997-98) would all be "dormant".
     day = ["--as-of", as_of(args), "--set", "profiles.sources=[synthetic]"]
     retail = ["--model", "returns", "--as-of", RETAIL_AS_OF]
+    retail_day = ["--as-of", RETAIL_AS_OF, "--set", "profiles.sources=[online_retail]"]
     return [
         Step(
             "generate synthetic clickstream",
@@ -97,6 +99,12 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
             ingest,
             [*common, "--source", "online_retail", "--as-of", RETAIL_AS_OF],
         ),
+        Step(
+            "build Online Retail II profiles (as of 2011-12-08)",
+            build_profiles,
+            [*common, *retail_day],
+        ),
+        Step("build Online Retail II segments", build_segments, [*common, *retail_day, "--quiet"]),
         Step(
             "build return training set (test: purchases 2011-06-01 .. 2011-09-09)",
             build_training_set,
@@ -155,20 +163,11 @@ def summary(lake: Lake) -> str:
     day = None
     if lake.exists("gold.user_segments"):
         seg = lake.read("gold.user_segments")
-        day = first_value(seg.agg(F.max("as_of_date")))
-        out += ["", f"gold.user_segments as of {day} (RFM segments):"]
-        rows = seg.where(F.col("as_of_date") == day).groupBy("rfm_segment").count()
-        for r in rows.orderBy(F.desc("count")).collect():
-            out.append(f"  {r['rfm_segment']:<22}{r['count']:>8,}")
-        clusters = (
-            seg.where(F.col("as_of_date") == day)
-            .groupBy("cluster_id", "cluster_description")
-            .count()
-            .orderBy("cluster_id")
-        )
-        out.append("  clusters:")
-        for r in clusters.collect():
-            out.append(f"  {r['cluster_id']!s:>3} {r['count']:>7,}  {r['cluster_description']}")
+        # the synthetic shop's snapshot (the latest), then Online Retail II's (2011-12-08)
+        days = [r[0] for r in seg.select("as_of_date").distinct().orderBy(F.desc("as_of_date"))]
+        day = days[0] if days else None
+        for snapshot in days:
+            out += segments_summary(seg, snapshot)
     if lake.exists("gold.model_metrics"):
         out += ["", "churn model, test split (out-of-time cutoff):"]
         m = lake.read("gold.model_metrics").where(
@@ -251,6 +250,19 @@ def summary(lake: Lake) -> str:
                 f"quarantined {r['rows_quarantined'] or 0:>5,}  {secs:6.1f}s"
             )
     return "\n".join(out)
+
+
+def segments_summary(seg: DataFrame, day: Any) -> list[str]:
+    """RFM segment sizes and the k-means clusters of one snapshot of gold.user_segments."""
+    snap = seg.where(F.col("as_of_date") == day)
+    out = ["", f"gold.user_segments as of {day} (RFM segments):"]
+    for r in snap.groupBy("rfm_segment").count().orderBy(F.desc("count")).collect():
+        out.append(f"  {r['rfm_segment']:<22}{r['count']:>8,}")
+    clusters = snap.groupBy("cluster_id", "cluster_description").count().orderBy("cluster_id")
+    out.append("  clusters:")
+    for r in clusters.collect():
+        out.append(f"  {r['cluster_id']!s:>3} {r['count']:>7,}  {r['cluster_description']}")
+    return out
 
 
 def returns_summary(lake: Lake) -> list[str]:
