@@ -86,8 +86,11 @@ bench: setup
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_profiles.py
 	$(PY) bench/bench_recs.py
-	$(PY) bench/report_churn_cdnow.py
+	$(PY) bench/report_churn.py
+	$(PY) bench/report_churn.py --data online_retail
 	$(PY) bench/report_rec_instacart.py
+	$(PY) bench/report_rec_instacart.py --data online_retail
+	$(PY) bench/report_returns_online_retail.py
 
 clean-lake:
 	rm -rf lake spark-warehouse metastore_db derby.log

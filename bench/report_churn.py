@@ -1,8 +1,12 @@
-"""Churn on real data (CDNOW): the Horovod DNN and the MLlib baselines against BG/NBD.
+"""Churn on real data (CDNOW, Online Retail II): the Horovod DNN and the MLlib baselines against
+BG/NBD.
 
-Ingests CDNOW into a fresh lake, builds the churn training set, trains (2 Horovod processes),
+Ingests the dataset (``--data cdnow``, the default, or ``--data online_retail``: ``make data``)
+into a fresh lake, builds the churn training set, trains (2 Horovod processes),
 then fits the classic BG/NBD model (lifetimes.BetaGeoFitter) on the calibration period (every
 transaction up to the test cutoff) and scores the same test users. Two designs:
+
+CDNOW (as of 1998-06-30):
 
 - ``--design rolling`` (default): training cutoffs 1997-06-30, 1997-09-30, 1997-12-31 and the
   out-of-time test at 1998-03-31; lookback 180 days, horizon 90 days (complete by
@@ -14,13 +18,19 @@ transaction up to the test cutoff) and scores the same test users. Two designs:
   Q1 1997), holdout 1997-10-01..1998-06-30 (horizon 273 days), users split train /
   validation / test by a seeded hash (``models.churn.test_share`` etc.).
 
+Online Retail II (as of 2011-12-08, the data end on 2011-12-09), rolling only: training
+cutoffs 2010-09-11, 2010-12-11, 2011-03-11, 2011-06-11 and the out-of-time test at 2011-09-09
+(+ 90 days = 2011-12-08); lookback 180 days, horizon 90 days; every training label window ends
+on or before the test cutoff (2011-06-11 + 90 days = 2011-09-09).
+
 Scores compared on the test users: ROC-AUC of everything; Brier and expected calibration
 error of the probabilities (calibrated and raw models; BG/NBD's probability of no purchase in
 the horizon, ``1 - P(alive) + P(alive) * ((alpha + T) / (alpha + T + t)) ** (r + x)``: a live
 customer's rate has the Gamma(r + x, alpha + T) posterior, and BG/NBD customers drop out only
 right after a purchase).
 
-    .venv/bin/python bench/report_churn_cdnow.py [--design rolling|holdout] [--reuse]
+    .venv/bin/python bench/report_churn.py [--data cdnow|online_retail]
+        [--design rolling|holdout] [--reuse]
 """
 
 from __future__ import annotations
@@ -39,7 +49,6 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-AS_OF = "1998-06-30"
 
 
 @dataclass(frozen=True)
@@ -58,12 +67,39 @@ class Design:
         ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Data:
+    label: str
+    source: str
+    as_of: str
+    designs: dict[str, Design]
+    ingest_args: tuple[str, ...] = ()
+
+
 MODELS = ("dnn", "dnn_raw", "logreg", "logreg_raw", "gbt", "gbt_raw")
 DESIGNS = {
     "rolling": Design(
         "rolling", dt.date(1998, 3, 31), 90, 180, "1997-06-30,1997-09-30,1997-12-31,1998-03-31"
     ),
     "holdout": Design("holdout", dt.date(1997, 9, 30), 273, 273, "1997-09-30"),
+}
+DATA = {
+    "cdnow": Data("CDNOW", "cdnow", "1998-06-30", DESIGNS),
+    "online_retail": Data(
+        "Online Retail II",
+        "online_retail",
+        "2011-12-08",
+        {
+            "rolling": Design(
+                "rolling",
+                dt.date(2011, 9, 9),
+                90,
+                180,
+                "2010-09-11,2010-12-11,2011-03-11,2011-06-11,2011-09-09",
+            )
+        },
+        ("--as-of", "2011-12-08"),
+    ),
 }
 
 
@@ -78,13 +114,17 @@ def bgnbd_p_no_purchase(bgf: Any, t: float, x: Any, recency: Any, age: Any) -> n
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=sorted(DATA), default="cdnow")
     parser.add_argument("--design", choices=sorted(DESIGNS), default="rolling")
     parser.add_argument(
         "--reuse", action="store_true", help="keep the trained lake of a previous run"
     )
     args = parser.parse_args()
-    design = DESIGNS[args.design]
-    work = REPO / "bench" / "work" / f"cdnow_churn_{design.name}"
+    data = DATA[args.data]
+    if args.design not in data.designs:
+        parser.error(f"--data {args.data} has only the designs {sorted(data.designs)}")
+    design = data.designs[args.design]
+    work = REPO / "bench" / "work" / f"{data.source}_churn_{design.name}"
     os.environ.setdefault("PYSPARK_PYTHON", str(REPO / ".venv" / "bin" / "python"))
     from lifetimes import BetaGeoFitter
     from lifetimes.utils import summary_data_from_transaction_data
@@ -104,17 +144,18 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     lake_root = str(work / "lake")
     cfg = load_config("local", ["spark.conf.spark.ui.enabled=false"])
-    spark = build_session(cfg, "report-churn-cdnow")
+    spark = build_session(cfg, f"report-churn-{data.source}")
     common = [
         "--lake", lake_root, "--log-level", "WARNING", *design.model_args(),
         "--set", "spark.conf.spark.ui.enabled=false",
     ]  # fmt: skip
     started = time.monotonic()
     if not args.reuse:
-        assert ingest([*common, "--source", "cdnow"], spark=spark) == 0
-        build = [*common, "--model", "churn", "--as-of", AS_OF, "--cutoffs", design.cutoffs]
+        assert ingest([*common, "--source", data.source, *data.ingest_args], spark=spark) == 0
+        day = ["--as-of", data.as_of]
+        build = [*common, "--model", "churn", *day, "--cutoffs", design.cutoffs]
         assert build_training_set(build, spark=spark) == 0
-        assert train([*common, "--model", "churn", "--as-of", AS_OF], spark=spark) == 0
+        assert train([*common, "--model", "churn", *day], spark=spark) == 0
     lake = Lake.from_config(spark, cfg, lake_root)
     latest = lake.read("gold.model_metrics").where("model = 'churn'").agg({"version": "max"})
     version = latest.first()[0]  # type: ignore[index]
@@ -167,7 +208,7 @@ def main() -> int:
     elapsed = time.monotonic() - started
     print()
     print(
-        f"CDNOW churn, {design.name} design, test cutoff {design.test_cutoff} (horizon "
+        f"{data.label} churn, {design.name} design, test cutoff {design.test_cutoff} (horizon "
         f"{design.horizon} d, lookback {design.lookback} d): {len(y):,} test users, churn rate "
         f"{y.mean():.3f}; model {version}; {settings.resamples} bootstrap resamples of users"
     )
