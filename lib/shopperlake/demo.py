@@ -164,7 +164,8 @@ def summary(lake: Lake) -> str:
     if lake.exists("gold.user_segments"):
         seg = lake.read("gold.user_segments")
         # the synthetic shop's snapshot (the latest), then Online Retail II's (2011-12-08)
-        days = [r[0] for r in seg.select("as_of_date").distinct().orderBy(F.desc("as_of_date"))]
+        snapshots = seg.select("as_of_date").distinct().orderBy(F.desc("as_of_date"))
+        days = [r[0] for r in snapshots.collect()]
         day = days[0] if days else None
         for snapshot in days:
             out += segments_summary(seg, snapshot)
