@@ -1,5 +1,6 @@
-"""Airflow DAGs for ShopperLake: daily ingest → profiles → segments → scores, and a weekly
-retraining. Each task is one ``submit.sh`` call, the same entry point engineers run by hand.
+"""Airflow DAGs for ShopperLake: daily ingest → profiles → segments → scores, a weekly
+retraining and a weekly table maintenance. Each task is one ``submit.sh`` call, the same entry
+point engineers run by hand.
 
 Deploy: put this file in Airflow's dags folder, install the `shopperlake` wheel in the Airflow
 environment (for the task list only), and set the Airflow Variables
@@ -16,7 +17,7 @@ from airflow import DAG
 from airflow.models import Variable
 from airflow.operators.bash import BashOperator
 
-from shopperlake.schedule import Task, daily_tasks, weekly_training_tasks
+from shopperlake.schedule import Task, daily_tasks, maintenance_tasks, weekly_training_tasks
 
 HOME = Variable.get("shopperlake_home", default_var="/opt/shopperlake")
 LAKE = Variable.get("shopperlake_lake", default_var="/data/shopperlake/lake")
@@ -32,36 +33,30 @@ DEFAULTS = {
 }
 
 
-def _build(dag: DAG, tasks: list[Task]) -> None:
-    ops = {
-        t.task_id: BashOperator(
-            task_id=t.task_id, bash_command=f"cd {HOME} && {t.command(env=ENV)}", dag=dag
-        )
-        for t in tasks
-    }
-    for t in tasks:
-        for up in t.upstream:
-            ops[up] >> ops[t.task_id]
+def _dag(dag_id: str, schedule: str, tasks: list[Task], depends_on_past: bool) -> DAG:
+    """One DAG of BashOperators running ``submit.sh``, wired as ``tasks`` say."""
+    with DAG(
+        dag_id,
+        default_args={**DEFAULTS, "depends_on_past": depends_on_past},
+        schedule=schedule,
+        start_date=dt.datetime(2024, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["shopperlake"],
+    ) as dag:
+        ops = {
+            t.task_id: BashOperator(
+                task_id=t.task_id, bash_command=f"cd {HOME} && {t.command(env=ENV)}"
+            )
+            for t in tasks
+        }
+        for t in tasks:
+            for up in t.upstream:
+                ops[up] >> ops[t.task_id]
+    return dag
 
 
-with DAG(
-    "shopperlake_daily",
-    default_args=DEFAULTS,
-    schedule="0 3 * * *",
-    start_date=dt.datetime(2024, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["shopperlake"],
-) as daily:
-    _build(daily, daily_tasks(SOURCE, INPUT, LAKE))
-
-with DAG(
-    "shopperlake_weekly_training",
-    default_args={**DEFAULTS, "depends_on_past": False},
-    schedule="0 5 * * 0",
-    start_date=dt.datetime(2024, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["shopperlake"],
-) as weekly:
-    _build(weekly, weekly_training_tasks(LAKE))
+daily = _dag("shopperlake_daily", "0 3 * * *", daily_tasks(SOURCE, INPUT, LAKE), True)
+weekly = _dag("shopperlake_weekly_training", "0 5 * * 0", weekly_training_tasks(LAKE), False)
+# Saturday, away from the daily chain and the Sunday retraining
+maintenance = _dag("shopperlake_weekly_maintenance", "0 6 * * 6", maintenance_tasks(LAKE), False)

@@ -17,6 +17,7 @@ LAYERS = {
     "training": 1,
     "synthetic": 1,
     "ingest": 1,
+    "ops": 1,
     "profiles": 2,
     "views": 2,
     "segments": 3,

@@ -9,7 +9,7 @@ import pytest
 
 from shopperlake.core.cli import base_parser
 from shopperlake.jobs import JOBS
-from shopperlake.schedule import daily_tasks, weekly_training_tasks
+from shopperlake.schedule import daily_tasks, maintenance_tasks, weekly_training_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,9 @@ def parser_for(job: str) -> argparse.ArgumentParser:
 
 @pytest.mark.parametrize(
     "task",
-    daily_tasks("custom", "s3a://raw/{{ ds }}", "s3a://lake") + weekly_training_tasks("s3a://lake"),
+    daily_tasks("custom", "s3a://raw/{{ ds }}", "s3a://lake")
+    + weekly_training_tasks("s3a://lake")
+    + maintenance_tasks("s3a://lake"),
     ids=lambda t: t.task_id,
 )
 def test_every_task_is_a_job_whose_parser_accepts_its_args(task) -> None:

@@ -22,6 +22,7 @@ from shopperlake.churn.train import TRAIN
 from shopperlake.churn.training_set import BUILD_TRAINING_SET
 from shopperlake.core.cli import WRITERS, Job
 from shopperlake.ingest.job import INGEST
+from shopperlake.ops.maintain import MAINTAIN
 from shopperlake.profiles.job import BUILD_PROFILES
 from shopperlake.rec.job import MODEL as RECOMMENDER
 from shopperlake.rec.job import SCORE_RECOMMENDER, TRAIN_RECOMMENDER
@@ -49,9 +50,12 @@ JOBS: dict[str, Job] = {
         TRAIN_RETURNS,
         SCORE_RETURNS,
         QUERY,
+        MAINTAIN,
     )
 }
-WRITERS.update({name: job.writes for name, job in JOBS.items() if job.name != "query"})
+WRITERS.update(
+    {name: job.writes for name, job in JOBS.items() if job.name not in {"query", "maintain"}}
+)
 # (job, --model value) → the job that value names
 ALIASES = {("train", RECOMMENDER): TRAIN_RECOMMENDER.name,
            ("score", RECOMMENDER): SCORE_RECOMMENDER.name,
@@ -105,6 +109,8 @@ def mermaid() -> str:
                 continue
             lines.append(f"  t_{_node(table)}[({table})] --> job_{job.name}")
         for table in job.writes:
+            if table == "*":  # maintain: every table; drawn alone
+                continue
             lines.append(f"  job_{job.name} --> t_{_node(table)}[({table})]")
     return "\n".join(lines)
 

@@ -73,3 +73,9 @@ def weekly_training_tasks(lake: str) -> list[Task]:
         ]
     tasks.append(Task("train_recommender", "train_recommender", common))
     return wired(tasks)
+
+
+def maintenance_tasks(lake: str) -> list[Task]:
+    """Weekly: expire old partitions (config), compact and Z-order, VACUUM at the safe
+    retention."""
+    return wired([Task("maintain", "maintain", ("--lake", lake, "--as-of", AS_OF))])

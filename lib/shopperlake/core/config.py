@@ -32,11 +32,20 @@ OPEN_MAPS = frozenset(
         "models",
         "retention.rules",
         "recommender.event_weights",
+        "maintenance.expire_after_days",
     }
 )
 
 # Open maps whose own keys contain dots (Spark conf names, table names).
-DOTTED_KEY_MAPS = frozenset({"spark.conf", "spark.submit_conf", "lake.locations", "catalog"})
+DOTTED_KEY_MAPS = frozenset(
+    {
+        "spark.conf",
+        "spark.submit_conf",
+        "lake.locations",
+        "catalog",
+        "maintenance.expire_after_days",
+    }
+)
 
 
 def overlay_dir() -> Path | None:

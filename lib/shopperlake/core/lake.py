@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -32,6 +32,7 @@ from shopperlake.core.schemas import IS_CURRENT, SCHEMAS, VALID_FROM, VALID_TO
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # the folder value of a null partition column
 
 
 class Lineage(Protocol):
@@ -50,6 +51,7 @@ class TableSpec:
     partition_by: tuple[str, ...] = ()
     properties: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    zorder_by: tuple[str, ...] = ()
 
 
 def load_catalog(extra: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
@@ -159,6 +161,7 @@ class Lake:
             partition_by=tuple(entry.get("partition_by") or ()),
             properties={str(k): str(v) for k, v in (entry.get("properties") or {}).items()},
             description=str(entry.get("description", "")),
+            zorder_by=tuple(entry.get("zorder_by") or ()),
         )
 
     def tables(self) -> list[str]:
@@ -416,6 +419,91 @@ class Lake:
             if self._txn:  # nested: the outer block owns the rollback
                 for name, before in done.items():
                     self._txn[-1].setdefault(name, before)
+
+    # -- maintenance ---------------------------------------------------------------------------
+    def snapshot_files(self, name: str) -> tuple[int, int]:
+        """(data files, bytes) of the table's latest version."""
+        row = self._delta(name).detail().select("numFiles", "sizeInBytes").first()
+        return (0, 0) if row is None else (int(row["numFiles"]), int(row["sizeInBytes"]))
+
+    def stored_files(self, name: str) -> tuple[int, int]:
+        """(Parquet data files, bytes) under the table's location, every version's (what
+        VACUUM removes); listed through Hadoop, so any lake URI works."""
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        path = jvm.org.apache.hadoop.fs.Path(self.location(name))
+        fs = path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+        if not fs.exists(path):
+            return 0, 0
+        files = size = 0
+        listing = fs.listFiles(path, True)
+        while listing.hasNext():
+            status = listing.next()
+            text = status.getPath().toString()
+            if text.endswith(".parquet") and "/_delta_log/" not in text:
+                files += 1
+                size += int(status.getLen())
+        return files, size
+
+    def delete_where(self, name: str, condition: str) -> int:
+        """Delete the rows matching the SQL ``condition``; the rows deleted (commit metrics)."""
+        self._begin(name)
+        before = self.version(name)
+        self._delta(name).delete(condition)
+        self._record_output(name)
+        if self.version(name) == before:
+            return 0
+        return int(self.last_commit_metrics(name).get("numDeletedRows", 0))
+
+    def partition_files(self, name: str) -> dict[tuple[tuple[str, str], ...], int]:
+        """Data files of the latest version per partition (its ``(column, value)`` pairs, from
+        the Hive-style folders Delta writes), read from the log, not the data."""
+        spec = self.spec(name)
+        counts: dict[tuple[tuple[str, str], ...], int] = {}
+        for uri in self.spark.read.format("delta").load(spec.location).inputFiles():
+            folders = urlparse(uri).path.split("/")[:-1]
+            values = dict(unquote(f).split("=", 1) for f in folders if "=" in f)
+            key = tuple((c, values[c]) for c in spec.partition_by if c in values)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def optimize(self, name: str, zorder_by: Sequence[str] = ()) -> dict[str, int]:
+        """Compact the partitions that hold more than one file (OPTIMIZE), Z-ordered by
+        ``zorder_by`` when given; files added and removed. A partition already in one file is
+        left alone (Delta's Z-order would rewrite it every time)."""
+        crowded = [key for key, n in self.partition_files(name).items() if n > 1]
+        if not crowded:
+            return {"files_added": 0, "files_removed": 0}
+        self._begin(name)
+        builder = self._delta(name).optimize()
+        if any(crowded):  # partitioned: only the crowded partitions
+            builder = builder.where(" OR ".join(
+                "(" + " AND ".join(
+                    f"{c} IS NULL" if v == HIVE_NULL else f"{c} = {sql_literal(v)}"
+                    for c, v in key
+                ) + ")"
+                for key in crowded
+            ))  # fmt: skip
+        result = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
+        self._record_output(name)
+        row = result.select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+        if row is None:
+            return {"files_added": 0, "files_removed": 0}
+        return {"files_added": int(row[0]), "files_removed": int(row[1])}
+
+    def vacuum(self, name: str, retention_hours: float, force: bool = False) -> None:
+        """Delete files no version younger than ``retention_hours`` needs. Below Delta's safe
+        minimum (168 h) only with ``force`` (time travel and slow readers past that point
+        break)."""
+        self._check_declared(name, "writes")
+        key = "spark.databricks.delta.retentionDurationCheck.enabled"
+        previous = self.spark.conf.get(key, "true") or "true"
+        if force:
+            self.spark.conf.set(key, "false")
+        try:
+            self._delta(name).vacuum(retention_hours)
+        finally:
+            self.spark.conf.set(key, previous)
 
     # -- internals -----------------------------------------------------------------------------
     def _delta(self, name: str) -> DeltaTable:
