@@ -59,6 +59,39 @@ def test_gbt_max_iter_sets_the_number_of_boosting_rounds(spark: SparkSession, ro
     assertDataFrameEqual(got.select("user_id", "label", "score"), want, rtol=1e-9)
 
 
+def test_gbt_class_weights_weigh_the_leaves(spark: SparkSession) -> None:
+    # x = 1: 2 positives and 2 negatives; x = 0: 4 negatives. Balanced class weights: positives
+    # 0.5 / (2/8) = 2, negatives 0.5 / (6/8) = 2/3. One round fits y = +-1 by the (weighted)
+    # mean of each leaf over the rows the 0.8 subsample keeps (the same rows for both fits:
+    # same seed). With k positives and j negatives kept at x = 1 the margin is (k - j) / (k + j)
+    # unweighted and (2k - 2j/3) / (2k + 2j/3) weighted; at x = 0 it is -1 either way.
+    # Probability 1 / (1 + exp(-2 margin)).
+    rows = [(f"p{i}", C, [1.0], 1, 2.0) for i in range(2)]
+    rows += [(f"n{i}", C, [1.0], 0, 2.0 / 3.0) for i in range(2)]
+    rows += [(f"z{i}", C, [0.0], 0, 2.0 / 3.0) for i in range(4)]
+    train = spark.createDataFrame(rows, ROWS)
+    got = {}
+    for weighted in (True, False):
+        scored = baselines.fit_predict(
+            train, {"test": train}, seed=3, gbt_max_iter=1, gbt_class_weights=weighted
+        )["gbt"]["test"]
+        got[weighted] = {r.user_id: r.score for r in scored.collect()}
+    for scores in got.values():
+        assert [scores[f"z{i}"] for i in range(4)] == pytest.approx([_sigmoid2(-1.0)] * 4)
+    kept = [
+        (k, j)
+        for k in (1, 2)
+        for j in (1, 2)
+        if got[False]["p0"] == pytest.approx(_sigmoid2((k - j) / (k + j)))
+    ]
+    assert kept, got[False]
+    assert any(
+        got[True]["p0"] == pytest.approx(_sigmoid2((2 * k - 2 * j / 3) / (2 * k + 2 * j / 3)))
+        for k, j in kept
+    ), (got, kept)
+    assert got[True]["p0"] > got[False]["p0"]
+
+
 def test_importance_rows_bounds_the_rows_scored(spark: SparkSession) -> None:
     # 60 test rows, feature 0 is the score, feature 1 is ignored by the scorer.
     rows = [(f"u{i}", C, [float(i % 2) + i / 1000.0, float(i)], i % 2, 1.0) for i in range(60)]

@@ -14,7 +14,7 @@ KEYS = frozenset(
     {
         "horizon_days", "test_days", "validation_share", "split_seed", "item_prior_lines",
         "categorical_features", "vocab_size", "risk_bands", "top_share", "gbt_max_iter",
-        "calibration", "dnn", "promotion_metric",
+        "gbt_class_weights", "calibration", "dnn", "promotion_metric",
     }
 )  # fmt: skip
 FEATURE_CATEGORICALS = ("country", "day_of_week")
@@ -34,6 +34,7 @@ class ReturnsSpec:
     risk_bands: dict[str, float] = field(default_factory=lambda: {"high": 0.3, "medium": 0.1})
     top_share: float = 0.05
     gbt_max_iter: int = 60
+    gbt_class_weights: bool = False
     promotion_metric: str = "roc_auc"
     calibration: CalibrationParams = field(default_factory=CalibrationParams)
     dnn: DnnParams = field(default_factory=DnnParams)

@@ -164,8 +164,9 @@ def body(ctx: JobContext) -> None:
             for algo in RULES:
                 rule_scores[algo][split] = keyed(frames[split], algo)["score"].to_numpy()
         predicted = baselines.fit_predict(
-            frames["train"], {s: frames[s] for s in SPLITS}, params.seed, spec.gbt_max_iter
-        )
+            frames["train"], {s: frames[s] for s in SPLITS}, params.seed, spec.gbt_max_iter,
+            spec.gbt_class_weights,
+        )  # fmt: skip
         for algo, by_split in predicted.items():
             scored[algo] = {}
             for split, df in by_split.items():
