@@ -22,6 +22,7 @@ from shopperlake.churn.train import TRAIN
 from shopperlake.churn.training_set import BUILD_TRAINING_SET
 from shopperlake.core.cli import WRITERS, Job
 from shopperlake.ingest.job import INGEST
+from shopperlake.ops.erase import ERASE
 from shopperlake.ops.maintain import MAINTAIN
 from shopperlake.profiles.job import BUILD_PROFILES
 from shopperlake.rec.job import MODEL as RECOMMENDER
@@ -51,10 +52,15 @@ JOBS: dict[str, Job] = {
         SCORE_RETURNS,
         QUERY,
         MAINTAIN,
+        ERASE,
     )
 }
 WRITERS.update(
-    {name: job.writes for name, job in JOBS.items() if job.name not in {"query", "maintain"}}
+    {
+        name: job.writes
+        for name, job in JOBS.items()
+        if job.name not in {"query", "maintain", "erase"}
+    }
 )
 # (job, --model value) → the job that value names
 ALIASES = {("train", RECOMMENDER): TRAIN_RECOMMENDER.name,

@@ -48,6 +48,8 @@ class Job:
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     builds: tuple[str, ...] = ()
+    # arguments whose values never reach meta.runs (erase: the user ids being erased)
+    redact: tuple[str, ...] = ()
 
     def main(self, argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
         return job_main(self, argv, spark)
@@ -113,7 +115,8 @@ def job_main(
         cfg = load_config(args.env, args.set)
         session = spark or build_session(cfg, f"shopperlake-{job}")
         lake = Lake.from_config(session, cfg, args.lake)
-        run = RunRecorder(job=job, params=dict(vars(args)), env=cfg.env, as_of=as_of)
+        params = {k: ("<redacted>" if k in spec.redact and v else v) for k, v in vars(args).items()}
+        run = RunRecorder(job=job, params=params, env=cfg.env, as_of=as_of)
         lake.lineage = run
         lake.declared = (job, frozenset(spec.reads), frozenset(spec.writes))
         lake.writers = WRITERS

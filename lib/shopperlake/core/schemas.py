@@ -417,3 +417,18 @@ RETURN_RISK = StructType(
 )
 
 SCHEMAS.update({"return_training_set": RETURN_TRAINING_SET, "return_risk": RETURN_RISK})
+
+# -- meta: erasure requests (erase) ------------------------------------------------------------
+
+ERASURES = StructType(
+    [
+        StructField("request_id", StringType(), False),
+        StructField("requested_at", TimestampType(), False),
+        StructField("users", IntegerType(), False),
+        StructField("rows_deleted", MapType(StringType(), LongType()), False),
+        StructField("models_to_retrain", ArrayType(StringType()), False),
+        StructField("vacuum_due", TimestampType(), False),
+        StructField("run_id", StringType(), False),
+    ]
+)
+SCHEMAS.update({"erasures": ERASURES})
