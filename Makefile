@@ -86,6 +86,7 @@ bench: setup
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_profiles.py
 	$(PY) bench/bench_recs.py
+	$(PY) bench/bench_maintain.py
 	$(PY) bench/report_churn.py
 	$(PY) bench/report_churn.py --data online_retail
 	$(PY) bench/report_rec_instacart.py
