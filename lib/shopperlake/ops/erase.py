@@ -8,7 +8,8 @@ inside one lake transaction (all or nothing):
   user history, profiles, segments, training sets, scores, retention targets, recommendations,
   return risk);
 - every quarantined record whose raw text holds one of the raw ids as a whole token
-  (``bronze.quarantine.raw_record``: a quarantined line has no trusted user column);
+  (``bronze.quarantine.raw_record``: a quarantined line has no trusted user column); ids
+  shorter than 4 characters are not searched for there (a warning says how many);
 
 then removes the users' rows from the model registry's CSV files (test predictions), lists the
 model versions trained on data that held them (to retrain), and appends the request to
@@ -44,6 +45,7 @@ from shopperlake.training.registry import Registry
 
 log = logging.getLogger(__name__)
 QUARANTINE = "bronze.quarantine"
+MIN_RAW_ID = 4  # shorter ids are not searched for in quarantined raw records
 # table -> the model whose training data it is (besides gold.training_sets' own `model` column)
 TRAINING_DATA = {"gold.return_training_set": "returns", "bronze.events": "recommender"}
 
@@ -67,6 +69,12 @@ def id_forms(ids: Sequence[str], pseudonymised: bool) -> list[str]:
         return list(ids)
     key = pseudo_key()
     return sorted({*ids, *(pseudonym(key, u) for u in ids)})
+
+
+def searchable(ids: Sequence[str]) -> list[str]:
+    """The ids distinctive enough to look for in raw text: ``MIN_RAW_ID`` characters or more
+    (a short id like ``1`` is also a quantity in other users' records)."""
+    return [i for i in ids if len(i) >= MIN_RAW_ID]
 
 
 def token_pattern(ids: Sequence[str]) -> str:
@@ -142,8 +150,9 @@ def body(ctx: JobContext) -> None:
         elif name in TRAINING_DATA and mine.limit(1).count():
             trained.add(TRAINING_DATA[name])
         deleted[name] = lake.delete_where(name, f"user_id IN ({listed})")
-    if lake.exists(QUARANTINE):
-        pattern = token_pattern(ids)
+    distinctive = searchable(ids)
+    if lake.exists(QUARANTINE) and distinctive:
+        pattern = token_pattern(distinctive)
         deleted[QUARANTINE] = lake.delete_where(
             QUARANTINE, f"raw_record RLIKE {sql_literal(pattern)}"
         )
@@ -163,6 +172,12 @@ def body(ctx: JobContext) -> None:
     for name, n in deleted.items():
         ctx.run.metrics[f"deleted.{name}"] = float(n)
     lines = [f"erase request {request_id}: {len(ids)} user(s)"]
+    if len(distinctive) < len(ids):
+        lines.append(
+            f"  warning: {len(ids) - len(distinctive)} id(s) shorter than {MIN_RAW_ID} "
+            f"characters were not searched for in {QUARANTINE}.raw_record (they would match "
+            "other records' numbers): check those records by hand"
+        )
     lines += [f"  {name:<32}{n:>9,} rows deleted" for name, n in deleted.items()]
     lines.append(
         "  model versions trained on their data (retrain): " + (", ".join(retrain) or "none")
