@@ -32,7 +32,6 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -93,24 +92,6 @@ def user_tables(lake: Lake) -> list[str]:
     ]
 
 
-def scrub_registry(registry: Registry, forms: Sequence[str]) -> dict[str, int]:
-    """Remove the users' rows from every CSV with a ``user_id`` column under the registry;
-    rows removed per model."""
-    removed: dict[str, int] = {}
-    if not registry.root.is_dir():
-        return removed
-    for csv in sorted(registry.root.glob("*/v*/*.csv")):
-        frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-        if "user_id" not in frame.columns:
-            continue
-        hit = frame["user_id"].isin(list(forms))
-        if hit.any():
-            frame[~hit].to_csv(csv, index=False)
-            model = csv.parent.parent.name
-            removed[model] = removed.get(model, 0) + int(hit.sum())
-    return removed
-
-
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--user",
@@ -133,7 +114,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="the request's reference for meta.erasures (default: a new uuid)",
     )
-    # fmt: skip
 
 
 def body(ctx: JobContext) -> None:
@@ -157,7 +137,7 @@ def body(ctx: JobContext) -> None:
             QUARANTINE, f"raw_record RLIKE {sql_literal(pattern)}"
         )
     registry = Registry.from_config(ctx.cfg, lake.root)
-    for model, n in scrub_registry(registry, forms).items():
+    for model, n in registry.remove_user_rows(forms).items():
         deleted[f"registry/{model}/*.csv"] = n
     retrain = [f"{m}/{v}" for m in sorted(trained) for v in registry.versions(m)]
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from shopperlake.core.config import Config
 from shopperlake.core.errors import InputError
 from shopperlake.core.storage import Storage
@@ -121,3 +123,20 @@ class Registry:
 
     def discard(self, mv: ModelVersion) -> None:
         shutil.rmtree(mv.path, ignore_errors=True)
+
+    def remove_user_rows(self, user_ids: Sequence[str]) -> dict[str, int]:
+        """Drop the rows of ``user_ids`` from every version's CSV file with a ``user_id``
+        column (test predictions), for ``erase``; rows removed per model."""
+        removed: dict[str, int] = {}
+        if not self.root.is_dir():
+            return removed
+        for csv in sorted(self.root.glob("*/v*/*.csv")):
+            frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+            if "user_id" not in frame.columns:
+                continue
+            hit = frame["user_id"].isin(list(user_ids))
+            if hit.any():
+                frame[~hit].to_csv(csv, index=False)
+                model = csv.parent.parent.name
+                removed[model] = removed.get(model, 0) + int(hit.sum())
+        return removed
