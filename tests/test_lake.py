@@ -19,7 +19,7 @@ D = dt.date
 def items(spark: SparkSession, rows: list[tuple]) -> object:
     """bronze.items rows (one current version each, valid since the beginning)."""
     return spark.createDataFrame(
-        [(i, c, None, p, None, None, None, True, "t", "r1") for i, c, p in rows], ITEMS
+        [(i, c, None, p, None, None, None, None, True, "t", "r1") for i, c, p in rows], ITEMS
     )
 
 

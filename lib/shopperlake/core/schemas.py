@@ -73,6 +73,8 @@ ITEMS = StructType(
         StructField("brand", StringType(), True),
         StructField("price", DoubleType(), True),
         StructField("title", StringType(), True),
+        # the catalogue level above category (grocery: GROCERY, PRODUCE, FUEL, ...)
+        StructField("department", StringType(), True),
         *VERSION_FIELDS,
         StructField("source", StringType(), False),
         StructField("updated_run_id", StringType(), False),

@@ -91,13 +91,14 @@ class EntityCounts:
 
 def default_input(mapping: SourceMapping) -> str:
     """The source's own data: a file shipped inside a PyPI package (CDNOW in lifetimes, the
-    Instacart sample) or one a make target fetches under the project root (Online Retail II)."""
+    Instacart sample) or a file or folder a make target fetches under the project root
+    (Online Retail II, The Complete Journey)."""
     spec_in = mapping.default_input
     if spec_in is None:
         raise InputError(f"source '{mapping.name}' needs --input PATH")
     if spec_in.file:
         path = project_root() / spec_in.file
-        if not path.is_file():
+        if not path.exists():
             raise InputError(
                 f"source '{mapping.name}' without --input reads {path}, which is missing: "
                 f"run `{spec_in.fetch}` first (or pass --input PATH)"
