@@ -21,6 +21,8 @@ LAYERS = {
     "views": 2,
     "ops": 2,
     "segments": 3,
+    # forecasting: series from bronze events and the items' categories as of a day
+    "forecast": 3,
     "churn": 4,
     "rec": 4,
     # capabilities built on the tabular-classifier pieces of churn

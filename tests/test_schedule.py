@@ -46,6 +46,9 @@ def test_dependencies_point_at_earlier_tasks() -> None:
     assert daily["build_profiles"].upstream == ("ingest",)
     assert daily["build_segments"].upstream == ("build_profiles",)
     assert daily["score_churn"].upstream == ("build_profiles", "build_segments", "ingest")
+    # forecasts read bronze events and items only: they wait for the ingest, nothing else
+    assert daily["forecast_category"].upstream == ("ingest",)
+    assert daily["forecast_item"].upstream == ("ingest",)
     weekly = {t.task_id: t for t in weekly_training_tasks("l")}
     assert weekly["train_churn"].upstream == ("training_set_churn",)
     assert weekly["train_propensity"].upstream == ("training_set_propensity",)

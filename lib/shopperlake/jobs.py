@@ -12,6 +12,7 @@ returns`` name the return model's jobs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +22,7 @@ from shopperlake.churn.score import SCORE
 from shopperlake.churn.train import TRAIN
 from shopperlake.churn.training_set import BUILD_TRAINING_SET
 from shopperlake.core.cli import WRITERS, Job
+from shopperlake.forecast.job import BACKTEST, FORECAST
 from shopperlake.ingest.job import INGEST
 from shopperlake.ops.erase import ERASE
 from shopperlake.ops.maintain import MAINTAIN
@@ -50,6 +52,8 @@ JOBS: dict[str, Job] = {
         BUILD_RETURN_TRAINING_SET,
         TRAIN_RETURNS,
         SCORE_RETURNS,
+        FORECAST,
+        BACKTEST,
         QUERY,
         MAINTAIN,
         ERASE,
@@ -125,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``shopperlake <job> [args]``: run a job in this Python process (no spark-submit);
     ``shopperlake --list``: the jobs with their inputs and outputs."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # in-process runs: Python workers (pandas UDFs) use this interpreter, whose environment
+    # has shopperlake, unless the caller chose another
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     names = ", ".join(JOBS)
     if not args or args[0] in {"-h", "--help"}:
         print(f"usage: shopperlake <job> [args] | --list  (jobs: {names})")

@@ -48,7 +48,8 @@ def wired(tasks: list[Task]) -> list[Task]:
 
 
 def daily_tasks(source: str, input_uri: str, lake: str) -> list[Task]:
-    """Ingest the day's files, then profiles → segments → scores and recommendations."""
+    """Ingest the day's files, then profiles → segments → scores and recommendations, and
+    the demand forecasts of both levels."""
     common = ("--lake", lake, "--as-of", AS_OF)
     return wired(
         [
@@ -58,6 +59,8 @@ def daily_tasks(source: str, input_uri: str, lake: str) -> list[Task]:
             Task("score_churn", "score", ("--model", "churn", *common)),
             Task("score_propensity", "score", ("--model", "propensity", *common)),
             Task("score_recommender", "score_recommender", common),
+            Task("forecast_category", "forecast", ("--level", "category", *common)),
+            Task("forecast_item", "forecast", ("--level", "item", *common)),
         ]
     )
 

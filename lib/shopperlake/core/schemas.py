@@ -434,3 +434,48 @@ ERASURES = StructType(
     ]
 )
 SCHEMAS.update({"erasures": ERASURES})
+
+# -- gold: demand forecasting (forecast, backtest) ---------------------------------------------
+
+# One row per series, as-of date and target day: point forecast and conformal intervals of
+# the method chosen for the series on validation windows before the as-of date.
+DEMAND_FORECASTS = StructType(
+    [
+        StructField("level", StringType(), False),
+        StructField("series_id", StringType(), False),
+        StructField("as_of_date", DateType(), False),
+        StructField("target_date", DateType(), False),
+        StructField("step", IntegerType(), False),
+        StructField("forecast", DoubleType(), False),
+        StructField("lo_80", DoubleType(), False),
+        StructField("hi_80", DoubleType(), False),
+        StructField("lo_95", DoubleType(), False),
+        StructField("hi_95", DoubleType(), False),
+        StructField("method", StringType(), False),
+        StructField("validation_mae", DoubleType(), True),
+        StructField("model_version", StringType(), False),
+    ]
+)
+
+# One row per series, origin and method (every candidate, and `selected`: the method chosen
+# for the series on validation windows before the origin, named in chosen_method).
+FORECAST_BACKTESTS = StructType(
+    [
+        StructField("level", StringType(), False),
+        StructField("series_id", StringType(), False),
+        StructField("origin", DateType(), False),
+        StructField("method", StringType(), False),
+        StructField("chosen_method", StringType(), True),
+        StructField("horizon", IntegerType(), False),
+        StructField("demand", DoubleType(), False),
+        StructField("abs_error", DoubleType(), False),
+        StructField("wape", DoubleType(), True),
+        StructField("scale", DoubleType(), True),
+        StructField("mase", DoubleType(), True),
+        StructField("coverage_80", DoubleType(), False),
+        StructField("coverage_95", DoubleType(), False),
+        StructField("run_id", StringType(), False),
+    ]
+)
+
+SCHEMAS.update({"demand_forecasts": DEMAND_FORECASTS, "forecast_backtests": FORECAST_BACKTESTS})

@@ -30,7 +30,7 @@ from shopperlake.training.bootstrap import (
 
 KEYS = ("model", "version", "algorithm", "split", "metric", "reference")
 # Metrics where a smaller value is better; every other metric reads "higher is better".
-LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece", "brier_raw", "ece_raw"})
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece", "brier_raw", "ece_raw", "wape", "mase"})
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,270 @@
+"""``forecast --as-of D --level item|category [--horizon H]`` → ``gold.demand_forecasts``;
+``backtest [--level ...]`` → ``gold.forecast_backtests`` and ``gold.model_metrics``.
+
+Both fit the local models of :mod:`shopperlake.forecast.local` with
+``groupBy(bucket).applyInPandas``: series are hashed into ``forecast.buckets`` buckets, each
+bucket is one pandas call on an executor, so the fitting scales with the executors' cores.
+``forecast`` uses history up to the end of D and forecasts D+1 .. D+H; ``backtest`` runs the
+README protocol (``forecast.backtest``): every origin trained on the days before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shopperlake.core.cli import Job, JobContext
+from shopperlake.core.errors import InputError
+from shopperlake.forecast.evaluate import (
+    COVERAGE,
+    PAIRED_METRICS,
+    SELECTED,
+    aligned,
+    compare_methods,
+    series_scores,
+)
+from shopperlake.forecast.local import FALLBACK, OUTPUT_DDL, LocalSpec, forecast_bucket
+from shopperlake.forecast.series import (
+    catalog,
+    daily_demand,
+    first_purchase_day,
+    purchases,
+    select_series,
+)
+from shopperlake.forecast.spec import LEVELS, ForecastSettings, forecast_settings, model_version
+from shopperlake.training.model_metrics import (
+    BootstrapSettings,
+    comparison_rows,
+    comparison_table,
+    metric_row,
+    write_metrics,
+)
+
+log = logging.getLogger(__name__)
+FORECASTS = "gold.demand_forecasts"
+BACKTESTS = "gold.forecast_backtests"
+
+
+def fit_local(sparse: DataFrame, spec: LocalSpec, buckets: int) -> DataFrame:
+    """Every candidate's forecast rows (:data:`OUTPUT_DDL`) for the series of ``sparse``."""
+    keyed = sparse.withColumn("_bucket", F.pmod(F.xxhash64("series_id"), F.lit(buckets)))
+    # an explicit partition count: adaptive execution would coalesce the small demand
+    # frame into one partition, and one task would fit every bucket in turn
+    keyed = keyed.repartition(buckets, "_bucket")
+
+    def run(pdf: pd.DataFrame) -> pd.DataFrame:
+        return forecast_bucket(pdf, spec)
+
+    return keyed.groupBy("_bucket").applyInPandas(run, schema=OUTPUT_DDL)
+
+
+def level_series(
+    ctx: JobContext,
+    settings: ForecastSettings,
+    level: str,
+    start: dt.date,
+    last: dt.date,
+    items_as_of: dt.date,
+    selection: tuple[dt.date, dt.date],
+    sources: Sequence[str] | None,
+) -> tuple[DataFrame, int]:
+    """Daily demand (sparse) of the series ``level`` forecasts, and how many series."""
+    rule = settings.level(level)
+    lines = purchases(ctx.lake, start, last, sources)
+    demand = daily_demand(
+        lines, catalog(ctx.lake, items_as_of), level, settings.exclude_departments
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    chosen = select_series(demand, rule, *selection).select("series_id")
+    sparse = demand.join(F.broadcast(chosen), on="series_id").persist(StorageLevel.MEMORY_AND_DISK)
+    n = sparse.select("series_id").distinct().count()
+    demand.unpersist()
+    if n == 0:
+        raise InputError(
+            f"no {level} series to forecast: no purchases of {start} .. {last} "
+            f"(sources {', '.join(sources) if sources else 'all'}) meet forecast.levels.{level}"
+        )
+    return sparse, n
+
+
+def add_forecast_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--level", required=True, help=f"series level: {' | '.join(LEVELS)}")
+    parser.add_argument("--horizon", type=int, default=None, help="days (forecast.horizon)")
+    parser.add_argument(
+        "--source", action="append", default=None,
+        help="bronze.events source (repeatable; default forecast.sources)",
+    )  # fmt: skip
+
+
+def forecast_body(ctx: JobContext) -> int:
+    if ctx.as_of is None:
+        raise InputError("forecast needs --as-of YYYY-MM-DD (the last day of history)")
+    as_of, level = ctx.as_of, ctx.args.level
+    settings = forecast_settings(ctx.cfg)
+    settings.level(level)
+    horizon = settings.check_horizon(ctx.args.horizon or settings.horizon)
+    sources = tuple(ctx.args.source) if ctx.args.source else settings.sources
+    first = first_purchase_day(ctx.lake, as_of, sources)
+    if first is None:
+        raise InputError(
+            f"no purchase events up to {as_of} (sources {', '.join(sources or ['all'])}): "
+            "ingest first"
+        )
+    start = max(first, as_of - dt.timedelta(days=settings.history_days - 1))
+    selection = (max(start, as_of - dt.timedelta(days=settings.selection_days - 1)), as_of)
+    sparse, n = level_series(ctx, settings, level, start, as_of, as_of, selection, sources)
+    spec = settings.local(start, (as_of + dt.timedelta(days=1),), horizon, with_actuals=False)
+    version = model_version(settings, horizon)
+    began = time.perf_counter()
+    rows = fit_local(sparse, spec, settings.buckets).where(F.col("chosen"))
+    out = rows.select(
+        F.lit(level).alias("level"),
+        "series_id",
+        F.lit(as_of).alias("as_of_date"),
+        "target_date",
+        "step",
+        "forecast",
+        "lo_80",
+        "hi_80",
+        "lo_95",
+        "hi_95",
+        "method",
+        F.nanvl("validation_mae", F.lit(None).cast("double")).alias("validation_mae"),
+        F.lit(version).alias("model_version"),
+    )
+    ctx.lake.overwrite_where(FORECASTS, out, {"as_of_date": as_of, "level": level})
+    seconds = time.perf_counter() - began
+    sparse.unpersist()
+    written_rows = ctx.lake.read(FORECASTS).where(
+        (F.col("as_of_date") == F.lit(as_of)) & (F.col("level") == F.lit(level))
+    )
+    written = written_rows.count()
+    methods = {
+        r["method"]: int(r["count"])
+        for r in written_rows.where("step = 1").groupBy("method").count().collect()
+    }
+    ctx.run.rows_read = n
+    ctx.run.rows_written = written
+    ctx.run.metrics.update(
+        {"series": float(n), "horizon": float(horizon), "fit_seconds": seconds,
+         **{f"method.{m}": float(c) for m, c in methods.items()}}
+    )  # fmt: skip
+    print(
+        f"{level} forecasts as of {as_of}: {n:,} series x {horizon} days ({version}); "
+        f"methods chosen: {', '.join(f'{m} {c}' for m, c in sorted(methods.items()))}"
+        + (f" ({methods[FALLBACK]} with too little history)" if FALLBACK in methods else ""),
+        flush=True,
+    )
+    return n
+
+
+def add_backtest_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--level", action="append", default=None,
+        help="series level (repeatable; default every configured level)",
+    )  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="do not print the comparison")
+
+
+def backtest_level(
+    ctx: JobContext, settings: ForecastSettings, level: str, boot: BootstrapSettings
+) -> str:
+    origins = settings.backtest_origins
+    horizon = settings.horizon
+    last = origins[-1] + dt.timedelta(days=horizon - 1)
+    # categories as they were known the day before the first test window
+    items_as_of = origins[0] - dt.timedelta(days=1)
+    sparse, n = level_series(
+        ctx, settings, level, settings.backtest_start, last, items_as_of,
+        settings.backtest_selection, settings.backtest_sources,
+    )  # fmt: skip
+    spec = settings.local(settings.backtest_start, origins, horizon, with_actuals=True)
+    began = time.perf_counter()
+    scores = series_scores(fit_local(sparse, spec, settings.buckets))
+    table = scores.select(
+        F.lit(level).alias("level"), "series_id", "origin", "method", "chosen_method", "horizon",
+        "demand", "abs_error", "wape", "scale", "mase", "coverage_80", "coverage_95",
+        F.lit(ctx.run.run_id).alias("run_id"),
+    )  # fmt: skip
+    ctx.lake.overwrite_where(BACKTESTS, table, {"level": level})
+    seconds = time.perf_counter() - began
+    sparse.unpersist()
+    local: pd.DataFrame = ctx.lake.read(BACKTESTS).where(F.col("level") == F.lit(level)).toPandas()
+    pooled, series, left_out = aligned(local)
+    split = f"backtest_{level}"
+    comparison, coverage = compare_methods(pooled, series, split, boot)
+    version = model_version(settings, horizon)
+    at = ctx.run.started_at
+    model = f"forecast_{level}"
+    rows = comparison_rows(model, version, comparison, ctx.run.run_id, at)
+    rows += [
+        metric_row(model, version, m, split, k, ci.estimate, ctx.run.run_id, at, ci)
+        for m, by in coverage.items()
+        for k, ci in by.items()
+    ]
+    write_metrics(ctx.lake, rows)
+    ctx.run.metrics.update(
+        {f"{level}.series": float(n), f"{level}.fit_seconds": seconds,
+         f"{level}.rows_left_out": float(left_out),
+         **{f"{level}.{m}.{k}": ci.estimate for m, by in comparison.intervals.items()
+            for k, ci in by.items()}}
+    )  # fmt: skip
+    chosen = local[local["method"] == SELECTED]["chosen_method"].value_counts()
+    lines = [
+        f"{level}: {n:,} series x {len(origins)} origins ({', '.join(map(str, origins))}), "
+        f"horizon {horizon}; fitted in {seconds:.0f} s",
+        comparison_table(comparison, list(PAIRED_METRICS)),
+        "interval coverage (nominal 0.80 / 0.95):",
+        *(f"  {m:<24}" + "".join(f"{coverage[m][k]!s:>30}" for k in COVERAGE) for m in coverage),
+        "chosen per series and origin: " + ", ".join(f"{m} {c}" for m, c in chosen.items()),
+    ]
+    if left_out:
+        lines.append(
+            f"({left_out} series x origin rows with too little history ({FALLBACK}) are "
+            "in the table but not in the comparison)"
+        )
+    return "\n".join(lines)
+
+
+def backtest_body(ctx: JobContext) -> None:
+    settings = forecast_settings(ctx.cfg)
+    levels = ctx.args.level or list(settings.levels)
+    for level in levels:
+        settings.level(level)
+    boot = BootstrapSettings.from_config(ctx.cfg)
+    for level in levels:
+        text = backtest_level(ctx, settings, level, boot)
+        if not ctx.args.quiet:
+            print(text, flush=True)
+
+
+FORECAST = Job(
+    name="forecast",
+    description="Daily demand forecasts per item or category with conformal intervals "
+    "(local statsforecast models chosen per series on validation windows).",
+    add_args=add_forecast_args,
+    body=forecast_body,
+    reads=("bronze.events", "bronze.items"),
+    writes=(FORECASTS,),
+)
+
+BACKTEST = Job(
+    name="backtest",
+    description="Rolling-origin backtest of every forecasting method and the per-series "
+    "choice (forecast.backtest): WAPE, MASE, interval coverage with bootstrap intervals.",
+    add_args=add_backtest_args,
+    body=backtest_body,
+    reads=("bronze.events", "bronze.items"),
+    writes=(BACKTESTS, "gold.model_metrics"),
+)
+
+
+def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
+    return FORECAST.main(argv, spark)

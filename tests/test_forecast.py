@@ -1,0 +1,273 @@
+"""Demand forecasting: the Complete Journey adapter, the local models' choice and intervals,
+the fallback, point in time, the backtest scores and bad input — on planted series whose
+forecasts and errors are worked out by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import functions as F
+
+from shopperlake.core.lake import Lake
+from shopperlake.forecast.local import (
+    FALLBACK,
+    LocalSpec,
+    conformal,
+    dense,
+    forecast_origin,
+    seasonal_naive_scale,
+)
+from shopperlake.jobs import run
+from tests.conftest import job_args
+
+START = dt.date(2017, 1, 2)  # a Monday
+DAYS = 112  # 16 weeks: 2017-01-02 .. 2017-04-23 (a Sunday)
+AS_OF = dt.date(2017, 4, 23)
+# SOUP units per weekday, Monday first: one P1 line a day, plus a P2 line of 2 on Saturdays
+SOUP = [4, 1, 1, 1, 2, 8, 3]
+P1 = [4, 1, 1, 1, 2, 6, 3]
+FRUIT_FIRST = dt.date(2017, 4, 14)  # FRUIT sells 1, 2, ..., 10 on its last 10 days
+
+
+def soup_units(day: dt.date) -> int:
+    """Week one sells double (so the seasonal-naive scale is not 0), then the pattern."""
+    return SOUP[day.weekday()] * (2 if (day - START).days < 7 else 1)
+
+
+TRANSACTION_FIELDS = [
+    "household_id", "store_id", "basket_id", "product_id", "quantity", "sales_value",
+    "retail_disc", "coupon_disc", "coupon_match_disc", "week", "transaction_timestamp",
+]  # fmt: skip
+
+
+def write_complete_journey(folder: Path) -> None:
+    """products.parquet and transactions.parquet in the wheel's schema (timestamps in us)."""
+    folder.mkdir(parents=True)
+    products = pd.DataFrame(
+        {
+            "product_id": [1, 2, 3, 4],
+            "manufacturer_id": [10, 10, 20, 30],
+            "department": ["GROCERY", "GROCERY", "FUEL", "PRODUCE"],
+            "brand": ["National", "Private", "National", "Private"],
+            "product_category": ["SOUP", "SOUP", "FUEL", "FRUIT"],
+            "product_type": ["SOUP: CANNED", "SOUP: DRY", "GASOLINE", "APPLES"],
+            "package_size": ["10 OZ", None, None, "3 LB"],
+        }
+    )
+    rows = []
+    for i in range(DAYS):
+        day = START + dt.timedelta(days=i)
+        ts = dt.datetime.combine(day, dt.time(12, 0))
+        week_one = 2 if i < 7 else 1
+        rows.append((1, 300, 1000 + i, 1, P1[day.weekday()] * week_one, 2.0, ts))
+        if day.weekday() == 5:
+            rows.append((2, 300, 5000 + i, 2, 2 * week_one, 3.0, ts))
+        rows.append((3, 301, 9000 + i, 3, 50, 100.0, ts))  # fuel: never forecast
+        if day >= FRUIT_FIRST:
+            rows.append((1, 300, 1000 + i, 4, (day - FRUIT_FIRST).days + 1, 1.5, ts))
+    rows.append((2, 300, 7777, 1, 0, 0.0, dt.datetime(2017, 2, 1, 9)))  # a void: quarantined
+    tx = pd.DataFrame(
+        rows,
+        columns=["household_id", "store_id", "basket_id", "product_id", "quantity",
+                 "sales_value", "transaction_timestamp"],
+    )  # fmt: skip
+    for col in ("retail_disc", "coupon_disc", "coupon_match_disc"):
+        tx[col] = 0.0
+    tx["week"] = 1
+    tx = tx[TRANSACTION_FIELDS]
+    pq.write_table(
+        pa.Table.from_pandas(products, preserve_index=False), folder / "products.parquet"
+    )
+    table = pa.Table.from_pandas(tx, preserve_index=False)
+    table = table.set_column(
+        table.schema.get_field_index("transaction_timestamp"),
+        "transaction_timestamp",
+        table.column("transaction_timestamp").cast(pa.timestamp("us")),
+    )
+    pq.write_table(table, folder / "transactions.parquet")
+
+
+SMALL = [
+    "--set=forecast.methods=[seasonal_naive, window_average]",
+    "--set=forecast.ensemble=false",
+    "--set=forecast.buckets=2",
+    "--set=forecast.levels.category.min_units=1",
+    "--set=forecast.sources=[completejourney]",
+]
+
+
+@pytest.fixture()
+def cj_lake(lake_root: str, tmp_path: Path) -> str:
+    folder = tmp_path / "cj"
+    write_complete_journey(folder)
+    args = ["--source", "completejourney", "--input", str(folder), "--as-of", "2017-12-31"]
+    assert run("ingest", job_args(lake_root, *args)) == 0
+    return lake_root
+
+
+# -- the adapter -------------------------------------------------------------------------------
+
+
+def test_complete_journey_lines_become_purchases_and_voids_are_quarantined(
+    cj_lake: str, lake: Lake
+) -> None:
+    events = lake.read("bronze.events")
+    # 112 P1 lines + 16 Saturday P2 lines + 112 fuel lines + 10 FRUIT lines; the void is not
+    assert events.count() == 112 + 16 + 112 + 10
+    q = lake.read("bronze.quarantine").collect()
+    assert [(r.entity, r.reason) for r in q] == [("events", "bad_quantity")]
+    assert '"basket_id":"7777"' in q[0].raw_record
+    one = events.where("order_id = '5005'").collect()  # the first Saturday's P2 line
+    assert [(r.user_id, r.item_id, r.quantity, r.price, r.channel, str(r.ts))
+            for r in one] == [("2", "2", 4, 0.75, "store-300", "2017-01-07 12:00:00")]  # fmt: skip
+    items = {r.item_id: r for r in lake.read("bronze.items").collect()}
+    assert (items["3"].category, items["3"].department) == ("FUEL", "FUEL")
+    assert items["1"].title == "SOUP: CANNED 10 OZ" and items["2"].title == "SOUP: DRY"
+
+
+# -- pieces, by hand ---------------------------------------------------------------------------
+
+
+def test_dense_fills_missing_days_with_zero() -> None:
+    sparse = pd.DataFrame(
+        {"series_id": ["a", "a", "b"], "ds": [dt.date(2017, 1, 1), dt.date(2017, 1, 3),
+                                             dt.date(2017, 1, 2)], "y": [2.0, 5.0, 7.0]}
+    )  # fmt: skip
+    out = dense(sparse, dt.date(2017, 1, 1), dt.date(2017, 1, 3), ["a", "b", "c"])
+    assert out["y"].tolist() == [2.0, 0.0, 5.0, 0.0, 7.0, 0.0, 0.0, 0.0, 0.0]
+    assert out["series_id"].tolist() == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+
+
+def test_seasonal_naive_scale_and_conformal_quantiles_by_hand() -> None:
+    y = np.array([1, 2, 3, 4, 5, 6, 7, 3, 2, 3, 4, 5, 6, 9], dtype=float)
+    assert seasonal_naive_scale(y, 7) == pytest.approx(4 / 7)  # |3-1| + |9-7| over 7 pairs
+    assert np.isnan(seasonal_naive_scale(y[:7], 7))
+    # n = 10: the ceil(11 * 0.8) = 9th and min(ceil(11 * 0.95), 10) = 10th smallest
+    assert conformal(np.arange(1.0, 11.0)) == (9.0, 10.0)
+
+
+def soup_frame(days: int) -> pd.DataFrame:
+    rows = [
+        ("soup", START + dt.timedelta(days=i), float(soup_units(START + dt.timedelta(days=i))))
+        for i in range(days)
+    ]
+    return pd.DataFrame(rows, columns=["series_id", "ds", "y"])
+
+
+def test_a_periodic_series_gets_seasonal_naive_exactly_and_later_data_changes_nothing() -> None:
+    spec = LocalSpec(
+        start=START, origins=(), horizon=14, methods=("window_average", "seasonal_naive"),
+        ensemble=True, min_history_days=84,
+    )  # fmt: skip
+    origin = AS_OF + dt.timedelta(days=1)
+    out = forecast_origin(soup_frame(DAYS), origin, spec)
+    chosen = out[out["chosen"]]
+    assert set(chosen["method"]) == {"seasonal_naive"}  # validation MAE 0 (ensemble: > 0)
+    assert chosen["forecast"].tolist() == [float(u) for u in SOUP * 2]
+    assert (chosen["lo_95"] == chosen["forecast"]).all()  # no validation error: no width
+    assert chosen["validation_mae"].tolist() == [0.0] * 14
+    # a spike after the origin is invisible to every fit, choice and interval
+    later = soup_frame(DAYS + 20)
+    later.loc[later["ds"] >= origin, "y"] = 1000.0
+    pd.testing.assert_frame_equal(forecast_origin(later, origin, spec), out)
+
+
+def test_a_short_series_gets_the_labelled_fallback() -> None:
+    sparse = pd.DataFrame(
+        {"series_id": "new", "ds": [FRUIT_FIRST + dt.timedelta(days=i) for i in range(10)],
+         "y": np.arange(1.0, 11.0)}
+    )  # fmt: skip
+    spec = LocalSpec(start=START, origins=(), horizon=3, methods=("window_average",))
+    out = forecast_origin(sparse, AS_OF + dt.timedelta(days=1), spec)
+    assert out["method"].tolist() == [FALLBACK] * 3 and out["chosen"].all()
+    # the mean of the 10 days since the first sale; numpy's linear quantiles of 1..10
+    assert out["forecast"].tolist() == [5.5] * 3
+    assert out[["lo_80", "hi_80", "lo_95", "hi_95"]].iloc[0].tolist() == pytest.approx(
+        [1.9, 9.1, 1.225, 9.775]
+    )
+
+
+def test_unknown_method_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown forecast method"):
+        LocalSpec(start=START, origins=(), horizon=3, methods=("prophet",))
+
+
+# -- the jobs ----------------------------------------------------------------------------------
+
+
+def test_forecast_job_writes_the_chosen_forecasts_and_reruns_identically(
+    cj_lake: str, lake: Lake
+) -> None:
+    args = job_args(cj_lake, "--as-of", str(AS_OF), "--level", "category", "--horizon", "14",
+                    *SMALL)  # fmt: skip
+    assert run("forecast", args) == 0
+    table = lake.read("gold.demand_forecasts")
+    rows = table.orderBy("series_id", "step").collect()
+    assert {r.series_id for r in rows} == {"SOUP", "FRUIT"}  # FUEL's department is excluded
+    soup = [r for r in rows if r.series_id == "SOUP"]
+    assert [r.forecast for r in soup] == [float(u) for u in SOUP * 2]
+    assert {r.method for r in soup} == {"seasonal_naive"}
+    assert soup[0].target_date == dt.date(2017, 4, 24) and soup[-1].step == 14
+    fruit = [r for r in rows if r.series_id == "FRUIT"]
+    assert {(r.method, r.forecast) for r in fruit} == {(FALLBACK, 5.5)}
+    version = lake.version("gold.demand_forecasts")
+    assert run("forecast", args) == 0
+    assert lake.version("gold.demand_forecasts") != version
+    assert sorted(lake.read("gold.demand_forecasts").collect()) == sorted(rows)
+
+
+def test_backtest_scores_every_method_and_the_choice_by_hand(cj_lake: str, lake: Lake) -> None:
+    args = job_args(
+        cj_lake, "--level", "category", *SMALL, "--set=forecast.horizon=14",
+        "--set=forecast.backtest.start='2017-01-02'",
+        "--set=forecast.backtest.origins=['2017-04-10']",
+        "--set=forecast.backtest.selection=['2017-01-02', '2017-04-23']",
+        "--set=forecast.backtest.sources=[completejourney]", "--quiet",
+    )  # fmt: skip
+    assert run("backtest", args) == 0
+    got = {
+        (r.series_id, r.method): r
+        for r in lake.read("gold.forecast_backtests").where("level = 'category'").collect()
+    }
+    assert set(got) == {("SOUP", "seasonal_naive"), ("SOUP", "window_average"),
+                        ("SOUP", "selected"), ("FRUIT", "selected")}  # fmt: skip
+    naive = got[("SOUP", "seasonal_naive")]
+    assert (naive.demand, naive.abs_error, naive.coverage_95) == (40.0, 0.0, 1.0)
+    # the scale: 98 training days, only week two differs from the week before (by 20 units)
+    assert naive.scale == pytest.approx(20 / 91)
+    avg = got[("SOUP", "window_average")]  # 20/7 a day: |4-20/7| + 3|1-20/7| + ... = 90/7 a week
+    assert avg.abs_error == pytest.approx(180 / 7)
+    assert avg.wape == pytest.approx(180 / 7 / 40)
+    assert avg.mase == pytest.approx(180 / 7 / 14 / (20 / 91))
+    assert got[("SOUP", "selected")].chosen_method == "seasonal_naive"
+    fruit = got[("FRUIT", "selected")]  # no sale before the origin: the fallback forecasts 0
+    assert (fruit.chosen_method, fruit.demand, fruit.abs_error) == (FALLBACK, 55.0, 55.0)
+    metrics = {
+        (r.algorithm, r.metric): r.value
+        for r in lake.read("gold.model_metrics")
+        .where((F.col("model") == "forecast_category") & F.col("reference").isNull())
+        .collect()
+    }
+    # FRUIT has only the fallback: compared on SOUP alone
+    assert metrics[("selected", "wape")] == 0.0
+    assert metrics[("window_average", "wape")] == pytest.approx(180 / 7 / 40)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--level", "category", "--horizon", "0"], "--horizon 0 is outside 1..91 days"),
+        (["--level", "brand"], "unknown --level 'brand': forecast.levels configures"),
+    ],
+)
+def test_bad_level_or_horizon_stops_with_a_clear_message(
+    lake_root: str, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("forecast", job_args(lake_root, "--as-of", str(AS_OF), *extra)) != 0
+    assert message in capsys.readouterr().err
