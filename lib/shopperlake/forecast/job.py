@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -31,7 +32,8 @@ from shopperlake.forecast.evaluate import (
     compare_methods,
     series_scores,
 )
-from shopperlake.forecast.local import FALLBACK, OUTPUT_DDL, LocalSpec, forecast_bucket
+from shopperlake.forecast.global_model import global_candidates
+from shopperlake.forecast.local import FALLBACK, OUTPUT_DDL, LocalSpec, dense, forecast_bucket
 from shopperlake.forecast.series import (
     catalog,
     daily_demand,
@@ -64,6 +66,32 @@ def fit_local(sparse: DataFrame, spec: LocalSpec, buckets: int) -> DataFrame:
         return forecast_bucket(pdf, spec)
 
     return keyed.groupBy("_bucket").applyInPandas(run, schema=OUTPUT_DDL)
+
+
+def global_forecasts(
+    sparse: DataFrame,
+    settings: ForecastSettings,
+    start: dt.date,
+    origins: tuple[dt.date, ...],
+    horizon: int,
+) -> dict[tuple[str, dt.date], tuple[np.ndarray, np.ndarray]] | None:
+    """The global model's validation forecasts and forecasts per (series, origin), fitted on
+    the driver (the dense series of a level fit in its memory: 500 series x 365 days are
+    180k numbers); None when ``forecast.global.enabled`` is off."""
+    spec = settings.global_spec(horizon)
+    if spec is None:
+        return None
+    pdf: pd.DataFrame = sparse.select("series_id", "ds", "y").toPandas()
+    last = max(origins) - dt.timedelta(days=1)
+    ids = sorted(str(i) for i in pdf["series_id"].unique())
+    matrix = dense(pdf, start, last, ids)["y"].to_numpy().reshape(len(ids), -1)
+    days = pd.date_range(start, max(origins) + dt.timedelta(days=horizon), freq="D")
+    out: dict[tuple[str, dt.date], tuple[np.ndarray, np.ndarray]] = {}
+    for origin in origins:
+        at = (origin - start).days
+        found = global_candidates(ids, matrix, days, at, settings.validation_windows, spec)
+        out.update({(sid, origin): v for sid, v in found.items()})
+    return out
 
 
 def level_series(
@@ -109,7 +137,9 @@ def forecast_body(ctx: JobContext) -> int:
     as_of, level = ctx.as_of, ctx.args.level
     settings = forecast_settings(ctx.cfg)
     settings.level(level)
-    horizon = settings.check_horizon(ctx.args.horizon or settings.horizon)
+    horizon = settings.check_horizon(
+        settings.horizon if ctx.args.horizon is None else ctx.args.horizon
+    )
     sources = tuple(ctx.args.source) if ctx.args.source else settings.sources
     first = first_purchase_day(ctx.lake, as_of, sources)
     if first is None:
@@ -120,9 +150,11 @@ def forecast_body(ctx: JobContext) -> int:
     start = max(first, as_of - dt.timedelta(days=settings.history_days - 1))
     selection = (max(start, as_of - dt.timedelta(days=settings.selection_days - 1)), as_of)
     sparse, n = level_series(ctx, settings, level, start, as_of, as_of, selection, sources)
-    spec = settings.local(start, (as_of + dt.timedelta(days=1),), horizon, with_actuals=False)
     version = model_version(settings, horizon)
     began = time.perf_counter()
+    origins = (as_of + dt.timedelta(days=1),)
+    external = global_forecasts(sparse, settings, start, origins, horizon)
+    spec = settings.local(start, origins, horizon, with_actuals=False, external=external)
     rows = fit_local(sparse, spec, settings.buckets).where(F.col("chosen"))
     out = rows.select(
         F.lit(level).alias("level"),
@@ -157,7 +189,8 @@ def forecast_body(ctx: JobContext) -> int:
          **{f"method.{m}": float(c) for m, c in methods.items()}}
     )  # fmt: skip
     print(
-        f"{level} forecasts as of {as_of}: {n:,} series x {horizon} days ({version}); "
+        f"{level} forecasts as of {as_of}: {n:,} series x {horizon} days ({version}), "
+        f"fitted and written in {seconds:.1f} s; "
         f"methods chosen: {', '.join(f'{m} {c}' for m, c in sorted(methods.items()))}"
         + (f" ({methods[FALLBACK]} with too little history)" if FALLBACK in methods else ""),
         flush=True,
@@ -185,8 +218,11 @@ def backtest_level(
         ctx, settings, level, settings.backtest_start, last, items_as_of,
         settings.backtest_selection, settings.backtest_sources,
     )  # fmt: skip
-    spec = settings.local(settings.backtest_start, origins, horizon, with_actuals=True)
     began = time.perf_counter()
+    external = global_forecasts(sparse, settings, settings.backtest_start, origins, horizon)
+    spec = settings.local(
+        settings.backtest_start, origins, horizon, with_actuals=True, external=external
+    )
     scores = series_scores(fit_local(sparse, spec, settings.buckets))
     table = scores.select(
         F.lit(level).alias("level"), "series_id", "origin", "method", "chosen_method", "horizon",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,11 @@ class LocalSpec:
     min_history_days: int = 84
     ensemble: bool = True
     with_actuals: bool = False
+    # forecasts of a model fitted elsewhere (the global model, on the driver), one more
+    # candidate: (series, origin) -> (validation forecasts of the validation windows, oldest
+    # first; forecasts from the origin)
+    external: Mapping[tuple[str, dt.date], tuple[np.ndarray, np.ndarray]] | None = None
+    external_name: str = "global_gbm"
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHOD_NAMES]
@@ -254,7 +259,13 @@ def forecast_origin(
             df=df, h=spec.horizon, n_windows=spec.validation_windows, step_size=spec.horizon
         )
         fc = sf.forecast(df=df, h=spec.horizon)
-        val, out = candidates(cv, fc, spec.methods, spec.ensemble)
+        methods = list(spec.methods)
+        if spec.external is not None:
+            first_val = origin - dt.timedelta(days=spec.horizon * spec.validation_windows)
+            cv[spec.external_name] = _external(cv, spec.external, origin, first_val, 0)
+            fc[spec.external_name] = _external(fc, spec.external, origin, origin, 1)
+            methods.append(spec.external_name)
+        val, out = candidates(cv, fc, methods, spec.ensemble)
         val_by = {m: dict(tuple(v.groupby("unique_id"))) for m, v in val.items()}
         out_by = {m: dict(tuple(v.groupby("unique_id"))) for m, v in out.items()}
         for sid in long_ids:
@@ -273,6 +284,25 @@ def forecast_origin(
             frame["chosen"] = frame["method"] == list(val)[int(np.argmin(maes))]
             parts.append(frame)
     return pd.concat(parts, ignore_index=True)[list(OUTPUT_COLUMNS)]
+
+
+def _external(
+    frame: pd.DataFrame,
+    external: Mapping[tuple[str, dt.date], tuple[np.ndarray, np.ndarray]],
+    origin: dt.date,
+    first_day: dt.date,
+    which: int,
+) -> np.ndarray:
+    """The external model's forecast for every row (``unique_id``, ``ds``) of ``frame``:
+    ``which`` 0 = its validation forecasts (from ``first_day``), 1 = its forecasts."""
+    offsets = (pd.to_datetime(frame["ds"]) - pd.Timestamp(first_day)).dt.days.to_numpy()
+    out = np.empty(len(frame))
+    for i, (sid, off) in enumerate(zip(frame["unique_id"].astype(str), offsets, strict=True)):
+        key = (sid, origin)
+        if key not in external:
+            raise KeyError(f"no external forecast for series {sid!r} at origin {origin}")
+        out[i] = external[key][which][off]
+    return out
 
 
 def forecast_bucket(sparse: pd.DataFrame, spec: LocalSpec) -> pd.DataFrame:

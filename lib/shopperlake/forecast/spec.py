@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from shopperlake.core.config import Config
 from shopperlake.core.errors import ConfigError, InputError
+from shopperlake.forecast.global_model import GlobalSpec
 from shopperlake.forecast.local import METHOD_NAMES, LocalSpec
 
 LEVELS = ("item", "category")
@@ -45,6 +50,7 @@ class ForecastSettings:
     backtest_origins: tuple[dt.date, ...]
     backtest_selection: tuple[dt.date, dt.date]
     backtest_sources: tuple[str, ...] | None
+    global_model: GlobalSpec | None  # None: disabled
 
     def level(self, name: str) -> LevelRule:
         if name not in self.levels:
@@ -61,8 +67,18 @@ class ForecastSettings:
             )
         return horizon
 
+    def global_spec(self, horizon: int) -> GlobalSpec | None:
+        if self.global_model is None:
+            return None
+        return dataclasses.replace(self.global_model, horizon=horizon)
+
     def local(
-        self, start: dt.date, origins: tuple[dt.date, ...], horizon: int, with_actuals: bool
+        self,
+        start: dt.date,
+        origins: tuple[dt.date, ...],
+        horizon: int,
+        with_actuals: bool,
+        external: Mapping[tuple[str, dt.date], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> LocalSpec:
         return LocalSpec(
             start=start,
@@ -75,6 +91,7 @@ class ForecastSettings:
             min_history_days=self.min_history_days,
             ensemble=self.ensemble,
             with_actuals=with_actuals,
+            external=external,
         )
 
 
@@ -110,6 +127,19 @@ def forecast_settings(cfg: Config) -> ForecastSettings:
     selection = [_date(d, "backtest.selection") for d in bt.get("selection") or ()]
     if len(selection) != 2:
         raise ConfigError("forecast.backtest.selection must be [first day, last day]")
+    glob = block.get("global") or {}
+    global_model = None
+    if glob.get("enabled"):
+        global_model = GlobalSpec(
+            horizon=int(block["horizon"]),
+            rounds=int(glob["rounds"]),
+            eta=float(glob["eta"]),
+            max_depth=int(glob["max_depth"]),
+            train_every_days=int(glob["train_every_days"]),
+            min_train_days=int(glob["min_train_days"]),
+            max_to_history_max=float(glob["max_to_history_max"]),
+            seed=int(glob["seed"]),
+        )
     settings = ForecastSettings(
         horizon=int(block["horizon"]),
         max_horizon=int(block["max_horizon"]),
@@ -129,6 +159,7 @@ def forecast_settings(cfg: Config) -> ForecastSettings:
         backtest_origins=tuple(sorted(_date(d, "backtest.origins") for d in bt["origins"])),
         backtest_selection=(selection[0], selection[1]),
         backtest_sources=_sources(bt.get("sources")),
+        global_model=global_model,
     )
     settings.check_horizon(settings.horizon)
     if settings.validation_windows < 1 or settings.buckets < 1:
@@ -145,7 +176,9 @@ def model_version(settings: ForecastSettings, horizon: int) -> str:
     digest = json.dumps(
         {"methods": list(spec.methods), "ensemble": spec.ensemble, "season": spec.season_length,
          "window": spec.window_size, "validation_windows": spec.validation_windows,
-         "min_history_days": spec.min_history_days, "horizon": horizon},
+         "min_history_days": spec.min_history_days, "horizon": horizon,
+         "global": None if settings.global_model is None
+         else dataclasses.asdict(dataclasses.replace(settings.global_model, horizon=horizon))},
         sort_keys=True,
     )  # fmt: skip
     return (
