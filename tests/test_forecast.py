@@ -12,12 +12,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from shopperlake.core.lake import Lake
 from shopperlake.forecast.global_model import GlobalSpec, fit_predict, guard
+from shopperlake.forecast.job import choose_per_level
 from shopperlake.forecast.local import (
     FALLBACK,
+    OUTPUT_DDL,
     LocalSpec,
     conformal,
     dense,
@@ -229,6 +232,28 @@ def test_the_global_model_learns_a_shared_weekly_pattern_and_ignores_later_days(
     later = values.copy()
     later[:, cutoff:] = 1000.0  # nothing on or after the cutoff may change the forecasts
     np.testing.assert_array_equal(fit_predict(later, days, cutoff, spec), got)
+
+
+def test_level_choice_takes_the_candidate_with_the_lowest_pooled_validation_error(
+    spark: SparkSession,
+) -> None:
+    o = dt.date(2017, 5, 1)
+    # series a: m1 MAE 1, m2 3 (m1 its own best); b: m1 5, m2 2; pooled m1 6 > m2 5: m2 for
+    # both. c has only its fallback and keeps it. Two steps each (the MAE is per series).
+    cands = [("a", "m1", 1.0), ("a", "m2", 3.0), ("b", "m1", 5.0), ("b", "m2", 2.0),
+             ("c", FALLBACK, None)]  # fmt: skip
+    rows = [
+        (sid, o, o + dt.timedelta(days=k - 1), k, m, m == "m1", 1.0, 0.0, 2.0, 0.0, 3.0, mae,
+         1.0, None)
+        for sid, m, mae in cands
+        for k in (1, 2)
+    ]  # fmt: skip
+    frame = spark.createDataFrame(rows, OUTPUT_DDL)
+    got = {
+        (r.series_id, r.method, r.step) for r in choose_per_level(frame).where("chosen").collect()
+    }
+    assert got == {("a", "m2", 1), ("a", "m2", 2), ("b", "m2", 1), ("b", "m2", 2),
+                   ("c", FALLBACK, 1), ("c", FALLBACK, 2)}  # fmt: skip
 
 
 # -- the jobs ----------------------------------------------------------------------------------

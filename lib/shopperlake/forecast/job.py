@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from shopperlake.core.cli import Job, JobContext
@@ -66,6 +66,43 @@ def fit_local(sparse: DataFrame, spec: LocalSpec, buckets: int) -> DataFrame:
         return forecast_bucket(pdf, spec)
 
     return keyed.groupBy("_bucket").applyInPandas(run, schema=OUTPUT_DDL)
+
+
+def choose_per_level(rows: DataFrame) -> DataFrame:
+    """``rows`` (every candidate of every series) with ``chosen`` set for one candidate per
+    origin: the lowest validation MAE pooled over the series that have every candidate (the
+    same validation days each, so the sum orders like the pooled WAPE; ties by name);
+    fallback series keep their fallback."""
+    scored = rows.where((F.col("step") == 1) & (F.col("method") != F.lit(FALLBACK)))
+    pooled = scored.groupBy("origin", "method").agg(
+        F.sum("validation_mae").alias("_mae"), F.count(F.lit(1)).alias("_n")
+    )
+    full = pooled.groupBy("origin").agg(F.max("_n").alias("_full"))
+    best = (
+        pooled.join(full, "origin")
+        .where(F.col("_n") == F.col("_full"))
+        .withColumn(
+            "_rank", F.row_number().over(Window.partitionBy("origin").orderBy("_mae", "method"))
+        )
+        .where(F.col("_rank") == 1)
+        .select("origin", F.col("method").alias("_best"))
+    )
+    return (
+        rows.join(F.broadcast(best), "origin", "left")
+        .withColumn(
+            "chosen",
+            F.when(F.col("method") == F.lit(FALLBACK), F.lit(True)).otherwise(
+                F.col("method") == F.col("_best")
+            ),
+        )
+        .drop("_best")
+    )
+
+
+def fit(sparse: DataFrame, spec: LocalSpec, settings: ForecastSettings) -> DataFrame:
+    """Every candidate's forecasts, ``chosen`` per series or per level (``forecast.choice``)."""
+    rows = fit_local(sparse, spec, settings.buckets)
+    return choose_per_level(rows) if settings.choice == "level" else rows
 
 
 def global_forecasts(
@@ -155,7 +192,7 @@ def forecast_body(ctx: JobContext) -> int:
     origins = (as_of + dt.timedelta(days=1),)
     external = global_forecasts(sparse, settings, start, origins, horizon)
     spec = settings.local(start, origins, horizon, with_actuals=False, external=external)
-    rows = fit_local(sparse, spec, settings.buckets).where(F.col("chosen"))
+    rows = fit(sparse, spec, settings).where(F.col("chosen"))
     out = rows.select(
         F.lit(level).alias("level"),
         "series_id",
@@ -223,7 +260,7 @@ def backtest_level(
     spec = settings.local(
         settings.backtest_start, origins, horizon, with_actuals=True, external=external
     )
-    scores = series_scores(fit_local(sparse, spec, settings.buckets))
+    scores = series_scores(fit(sparse, spec, settings))
     table = scores.select(
         F.lit(level).alias("level"), "series_id", "origin", "method", "chosen_method", "horizon",
         "demand", "abs_error", "wape", "scale", "mase", "coverage_80", "coverage_95",
@@ -259,7 +296,8 @@ def backtest_level(
         comparison_table(comparison, list(PAIRED_METRICS)),
         "interval coverage (nominal 0.80 / 0.95):",
         *(f"  {m:<24}" + "".join(f"{coverage[m][k]!s:>30}" for k in COVERAGE) for m in coverage),
-        "chosen per series and origin: " + ", ".join(f"{m} {c}" for m, c in chosen.items()),
+        f"chosen ({settings.choice}), series x origins: "
+        + ", ".join(f"{m} {c}" for m, c in chosen.items()),
     ]
     if left_out:
         lines.append(
@@ -284,7 +322,7 @@ def backtest_body(ctx: JobContext) -> None:
 FORECAST = Job(
     name="forecast",
     description="Daily demand forecasts per item or category with conformal intervals "
-    "(local statsforecast models chosen per series on validation windows).",
+    "(statsforecast local models and a global XGBoost model, chosen on validation windows).",
     add_args=add_forecast_args,
     body=forecast_body,
     reads=("bronze.events", "bronze.items"),

@@ -18,6 +18,7 @@ from shopperlake.forecast.global_model import GlobalSpec
 from shopperlake.forecast.local import METHOD_NAMES, LocalSpec
 
 LEVELS = ("item", "category")
+CHOICES = ("level", "series")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class ForecastSettings:
     backtest_selection: tuple[dt.date, dt.date]
     backtest_sources: tuple[str, ...] | None
     global_model: GlobalSpec | None  # None: disabled
+    choice: str = "level"  # level | series
 
     def level(self, name: str) -> LevelRule:
         if name not in self.levels:
@@ -160,7 +162,10 @@ def forecast_settings(cfg: Config) -> ForecastSettings:
         backtest_selection=(selection[0], selection[1]),
         backtest_sources=_sources(bt.get("sources")),
         global_model=global_model,
+        choice=str(block.get("choice", "level")),
     )
+    if settings.choice not in CHOICES:
+        raise ConfigError(f"forecast.choice must be one of {', '.join(CHOICES)}")
     settings.check_horizon(settings.horizon)
     if settings.validation_windows < 1 or settings.buckets < 1:
         raise ConfigError("forecast.validation_windows and forecast.buckets must be >= 1")
@@ -177,6 +182,7 @@ def model_version(settings: ForecastSettings, horizon: int) -> str:
         {"methods": list(spec.methods), "ensemble": spec.ensemble, "season": spec.season_length,
          "window": spec.window_size, "validation_windows": spec.validation_windows,
          "min_history_days": spec.min_history_days, "horizon": horizon,
+         "choice": settings.choice,
          "global": None if settings.global_model is None
          else dataclasses.asdict(dataclasses.replace(settings.global_model, horizon=horizon))},
         sort_keys=True,
