@@ -219,8 +219,8 @@ def test_catalogue_from_items_as_of(spark: SparkSession, lake: Lake) -> None:
             ("i9", "Z", 1.0, ts(3, 1)),  # listed from 03-01 on
         ],
         "item_id string, category string, price double, valid_from timestamp",
-    ).withColumns({"brand": F.lit(None), "title": F.lit(None), "source": F.lit("test"),
-                   "updated_run_id": F.lit("r1")})  # fmt: skip
+    ).withColumns({"brand": F.lit(None), "title": F.lit(None), "department": F.lit(None),
+                   "source": F.lit("test"), "updated_run_id": F.lit("r1")})  # fmt: skip
     compare = ["category", "brand", "price", "title"]
     lake.merge_versions("bronze.items", items, ["item_id"], compare, ts(1, 2))
     recategorised = items.where("item_id = 'i1'").withColumn("category", F.lit("C"))
