@@ -107,6 +107,7 @@ bench: setup
 	$(PY) bench/report_rec_instacart.py
 	$(PY) bench/report_rec_instacart.py --data online_retail
 	$(PY) bench/report_returns_online_retail.py
+	$(PY) bench/report_forecast_completejourney.py
 
 clean-lake:
 	rm -rf lake spark-warehouse metastore_db derby.log

