@@ -27,6 +27,7 @@ from shopperlake.forecast.local import (
     forecast_origin,
     seasonal_naive_scale,
 )
+from shopperlake.forecast.series import catalog, promotions_daily
 from shopperlake.jobs import run
 from tests.conftest import job_args
 
@@ -95,6 +96,21 @@ def write_complete_journey(folder: Path) -> None:
         table.column("transaction_timestamp").cast(pa.timestamp("us")),
     )
     pq.write_table(table, folder / "transactions.parquet")
+    promotions = pd.DataFrame(PROMOTIONS, columns=PROMOTION_FIELDS)
+    promotions["week"] = promotions["week"].astype("Int64")  # int64 with a null, as the wheel
+    pq.write_table(
+        pa.Table.from_pandas(promotions, preserve_index=False), folder / "promotions.parquet"
+    )
+
+
+PROMOTION_FIELDS = ["product_id", "store_id", "display_location", "mailer_location", "week"]
+PROMOTIONS = [
+    (1, 300, "5", "0", 3),  # week 3: Monday 2017-01-09 .. Sunday 2017-01-15, display only
+    (1, 301, "0", "A", 3),  # the same week in another store, mailer only
+    (1, 300, "5", "0", 3),  # a repeat of the first row: a duplicate
+    (2, 300, "0", "0", 4),  # week 4 (2017-01-16 .. 22), neither
+    (4, 300, "1", "A", None),  # no week: quarantined
+]
 
 
 SMALL = [
@@ -125,7 +141,7 @@ def test_complete_journey_lines_become_purchases_and_voids_are_quarantined(
     events = lake.read("bronze.events")
     # 112 P1 lines + 16 Saturday P2 lines + 112 fuel lines + 10 FRUIT lines; the void is not
     assert events.count() == 112 + 16 + 112 + 10
-    q = lake.read("bronze.quarantine").collect()
+    q = lake.read("bronze.quarantine").where("entity = 'events'").collect()
     assert [(r.entity, r.reason) for r in q] == [("events", "bad_quantity")]
     assert '"basket_id":"7777"' in q[0].raw_record
     one = events.where("order_id = '5005'").collect()  # the first Saturday's P2 line
@@ -134,6 +150,48 @@ def test_complete_journey_lines_become_purchases_and_voids_are_quarantined(
     items = {r.item_id: r for r in lake.read("bronze.items").collect()}
     assert (items["3"].category, items["3"].department) == ("FUEL", "FUEL")
     assert items["1"].title == "SOUP: CANNED 10 OZ" and items["2"].title == "SOUP: DRY"
+
+
+def test_complete_journey_promotions_become_weekly_rows_of_bronze_promotions(
+    cj_lake: str, lake: Lake
+) -> None:
+    got = sorted(
+        (r.promotion_id, r.item_id, r.channel, str(r.start_date), str(r.end_date), r.display,
+         r.mailer, r.source)
+        for r in lake.read("bronze.promotions").collect()
+    )  # fmt: skip
+    assert got == [
+        ("1:300:3", "1", "store-300", "2017-01-09", "2017-01-15", "5", None, "completejourney"),
+        ("1:301:3", "1", "store-301", "2017-01-09", "2017-01-15", None, "A", "completejourney"),
+        ("2:300:4", "2", "store-300", "2017-01-16", "2017-01-22", None, None, "completejourney"),
+    ]
+    q = lake.read("bronze.quarantine").where("entity = 'promotions'").collect()
+    assert [r.reason for r in q] == ["missing_required:end_date; missing_required:start_date"]
+    assert '"product_id":"4"' in q[0].raw_record
+    runs = lake.read("meta.runs").where("job = 'ingest'").collect()
+    metrics = runs[0].metrics
+    assert (metrics["promotions.rows_read"], metrics["promotions.repeated"]) == (5.0, 1.0)
+
+
+def test_promotions_per_series_and_day_count_displays_and_mailers(cj_lake: str, lake: Lake) -> None:
+    items = catalog(lake, AS_OF)
+    first, last = dt.date(2017, 1, 12), dt.date(2017, 1, 17)  # cuts both weeks
+
+    def daily(level: str) -> list[tuple[str, str, float, float]]:
+        rows = promotions_daily(lake, items, level, first, last, ["completejourney"])
+        assert rows is not None
+        return sorted((r.series_id, str(r.ds), r.display, r.mailer) for r in rows.collect())
+
+    week3 = [f"2017-01-{d}" for d in (12, 13, 14, 15)]
+    week4 = ["2017-01-16", "2017-01-17"]
+    assert daily("item") == [("1", d, 1.0, 1.0) for d in week3] + [
+        ("2", d, 0.0, 0.0) for d in week4
+    ]
+    assert daily("category") == [("SOUP", d, 1.0, 1.0) for d in week3] + [
+        ("SOUP", d, 0.0, 0.0) for d in week4
+    ]
+    other = promotions_daily(lake, items, "item", first, last, ["other"])
+    assert other is not None and other.count() == 0
 
 
 # -- pieces, by hand ---------------------------------------------------------------------------
@@ -232,6 +290,38 @@ def test_the_global_model_learns_a_shared_weekly_pattern_and_ignores_later_days(
     later = values.copy()
     later[:, cutoff:] = 1000.0  # nothing on or after the cutoff may change the forecasts
     np.testing.assert_array_equal(fit_predict(later, days, cutoff, spec), got)
+
+
+def test_the_global_model_uses_the_promotions_of_the_days_it_forecasts() -> None:
+    """Planted: each series sells about its size, three times as much on promotion days
+    (random, a quarter of the days, known in advance). With the promotions the forecast
+    follows them; without, it cannot; promotions after the forecast window change nothing."""
+    rng = np.random.default_rng(5)
+    n, total, h, cutoff = 40, 240, 14, 210
+    days = pd.date_range(START, periods=total, freq="D")
+    sizes = rng.uniform(2, 40, n)
+    on = rng.random((n, total)) < 0.25
+    values = rng.poisson(sizes[:, None] * np.where(on, 3.0, 1.0)).astype(float)
+    exog = np.stack([on.astype(float), np.zeros((n, total))], axis=2)  # display, no mailer
+    spec = GlobalSpec(horizon=h, rounds=100, min_train_days=56, threads=1)
+    truth = values[:, cutoff : cutoff + h]
+
+    def wape(forecast: np.ndarray) -> float:
+        return float(np.abs(forecast - truth).sum() / truth.sum())
+
+    with_promotions = fit_predict(values, days, cutoff, spec, exog)
+    without = fit_predict(values, days, cutoff, spec)
+    # the planted mean is size x (3 or 1): a forecast that knows the promotion days errs
+    # by Poisson noise only; one that does not misses the factor 3 on a quarter of the days
+    planted = sizes[:, None] * np.where(on[:, cutoff : cutoff + h], 3.0, 1.0)
+    assert wape(with_promotions) < 1.3 * wape(planted)
+    assert wape(with_promotions) < 0.6 * wape(without)
+    promo_days = on[:, cutoff : cutoff + h]
+    ratio = with_promotions[promo_days].mean() / with_promotions[~promo_days].mean()
+    assert 2.3 < ratio < 3.7
+    later = exog.copy()
+    later[:, cutoff + h :] = 50.0  # beyond the forecast window: never read
+    np.testing.assert_array_equal(fit_predict(values, days, cutoff, spec, later), with_promotions)
 
 
 def test_level_choice_takes_the_candidate_with_the_lowest_pooled_validation_error(

@@ -93,6 +93,24 @@ USERS = StructType(
     ]
 )
 
+# Planned promotions of an item (in a store: ``channel``) over the days [start_date, end_date]:
+# where it is displayed and where it is advertised (a source's location codes; null: none).
+# Known in advance (a shop plans them), so forecasts may use the promotions of the days they
+# forecast. Insert-only MERGE on ``promotion_id``.
+PROMOTIONS = StructType(
+    [
+        StructField("promotion_id", StringType(), False),
+        StructField("item_id", StringType(), False),
+        StructField("channel", StringType(), True),
+        StructField("start_date", DateType(), False),
+        StructField("end_date", DateType(), False),
+        StructField("display", StringType(), True),
+        StructField("mailer", StringType(), True),
+        StructField("source", StringType(), False),
+        StructField("ingest_run_id", StringType(), False),
+    ]
+)
+
 QUARANTINE = StructType(
     [
         StructField("quarantine_id", StringType(), False),
@@ -132,11 +150,22 @@ SCHEMAS: dict[str, StructType] = {
     "events": EVENTS,
     "items": ITEMS,
     "users": USERS,
+    "promotions": PROMOTIONS,
     "quarantine": QUARANTINE,
     "runs": RUNS,
 }
 
-__all__ = ["EVENTS", "EVENT_TYPES", "ITEMS", "QUARANTINE", "RUNS", "SCHEMAS", "USERS", "ArrayType"]
+__all__ = [
+    "EVENTS",
+    "EVENT_TYPES",
+    "ITEMS",
+    "PROMOTIONS",
+    "QUARANTINE",
+    "RUNS",
+    "SCHEMAS",
+    "USERS",
+    "ArrayType",
+]
 
 # -- gold: user profiles and segments (build_profiles, build_segments) -------------------------
 

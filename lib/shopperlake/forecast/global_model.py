@@ -13,6 +13,12 @@ value; yesterday; the share of days without sales in the last 28; log of the 28-
 The target is the day's units over the same scale; the loss is absolute error weighted by
 the scale, i.e. the pooled WAPE the backtest reports.
 
+Promotions (``exog``, optional: per series and day, how many of its item × store pairs are on
+display and in the mailer, from ``bronze.promotions``) are known in advance: a shop plans them,
+so the features of a target day include that day's promotions (log counts, and the count
+relative to the series' mean over the 28 days before the origin). On The Complete Journey's
+top 500 products they take the global model's pooled WAPE from 0.713 to 0.658 (README).
+
 Training rows for a forecast made at ``cutoff`` come from earlier origins every
 ``train_every_days`` days whose whole ``horizon`` window ends before ``cutoff``: nothing on
 or after the cutoff enters the fit (the history is sliced before anything is computed).
@@ -39,13 +45,21 @@ class GlobalSpec:
     max_to_history_max: float = 3.0
     seed: int = 7
     threads: int = 2
+    promotions: bool = True
 
 
-def features(history: np.ndarray, days: pd.DatetimeIndex, horizon: int) -> np.ndarray:
+def features(
+    history: np.ndarray,
+    days: pd.DatetimeIndex,
+    horizon: int,
+    exog: np.ndarray | None = None,
+) -> np.ndarray:
     """Feature rows for forecasting the ``horizon`` days after ``history`` (series × days,
     the last column the day before the origin): ``(horizon * series) × features``, step-major;
-    ``days``: the dates of the history's columns and beyond."""
+    ``days``: the dates of the history's columns and beyond; ``exog``: series × days (the same
+    columns as ``days``) × k known-in-advance counts (promotions), or None."""
     n, t = history.shape
+    recent = None if exog is None else exog[:, max(0, t - 28) : t].mean(axis=1)
     scale = np.maximum(history[:, -28:].mean(axis=1), 1e-3)
     m7 = history[:, -7:].mean(axis=1) / scale
     m91 = history[:, -91:].mean(axis=1) / scale
@@ -75,10 +89,22 @@ def features(history: np.ndarray, days: pd.DatetimeIndex, horizon: int) -> np.nd
                     level,
                     last,
                     zeros,
+                    *_exog_columns(exog, recent, t + k - 1),
                 ]
             )
         )
     return np.vstack(blocks)
+
+
+def _exog_columns(exog: np.ndarray | None, recent: np.ndarray | None, at: int) -> list[np.ndarray]:
+    """Per known-in-advance count: its log on the target day and its ratio to the recent mean."""
+    if exog is None or recent is None:
+        return []
+    now = exog[:, at]
+    return [
+        *(np.log1p(now[:, j]) for j in range(now.shape[1])),
+        *((now[:, j] + 1.0) / (recent[:, j] + 1.0) for j in range(now.shape[1])),
+    ]
 
 
 def scale_of(history: np.ndarray) -> np.ndarray:
@@ -86,10 +112,15 @@ def scale_of(history: np.ndarray) -> np.ndarray:
 
 
 def fit_predict(
-    values: np.ndarray, days: pd.DatetimeIndex, cutoff: int, spec: GlobalSpec
+    values: np.ndarray,
+    days: pd.DatetimeIndex,
+    cutoff: int,
+    spec: GlobalSpec,
+    exog: np.ndarray | None = None,
 ) -> np.ndarray:
     """Forecasts (series × horizon) for days ``cutoff .. cutoff + horizon - 1`` from
-    ``values[:, :cutoff]`` only."""
+    ``values[:, :cutoff]`` only (and the known-in-advance ``exog`` of the days up to the
+    forecast's last: later columns are never read)."""
     import xgboost as xgb
 
     past = values[:, :cutoff]
@@ -98,7 +129,7 @@ def fit_predict(
     for origin in range(spec.min_train_days, cutoff - h + 1, spec.train_every_days):
         hist = past[:, :origin]
         scale = scale_of(hist)
-        xs.append(features(hist, days, h))
+        xs.append(features(hist, days, h, exog))
         ys.append((past[:, origin : origin + h] / scale[:, None]).T.reshape(-1))
         ws.append(np.tile(scale, h))
     n = values.shape[0]
@@ -118,7 +149,7 @@ def fit_predict(
         "seed": spec.seed,
     }
     booster = xgb.train(params, train, spec.rounds)
-    ratio = booster.predict(xgb.DMatrix(features(past, days, h))).reshape(h, n).T
+    ratio = booster.predict(xgb.DMatrix(features(past, days, h, exog))).reshape(h, n).T
     return guard(ratio * scale[:, None], past, spec.max_to_history_max)
 
 
@@ -136,13 +167,14 @@ def global_candidates(
     origin: int,
     windows: int,
     spec: GlobalSpec,
+    exog: np.ndarray | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per series: the validation forecasts of the ``windows`` windows of ``horizon`` days
     just before ``origin`` (each fitted on the days before its window; oldest first) and the
     forecast from ``origin``. ``values``: series × days from ``days[0]``, at least up to
-    ``origin`` (later columns are never read)."""
+    ``origin`` (later columns are never read); ``exog``: see :func:`features`."""
     h = spec.horizon
     cutoffs = [origin - h * w for w in range(windows, 0, -1)]
-    val = np.concatenate([fit_predict(values, days, c, spec) for c in cutoffs], axis=1)
-    fc = fit_predict(values, days, origin, spec)
+    val = np.concatenate([fit_predict(values, days, c, spec, exog) for c in cutoffs], axis=1)
+    fc = fit_predict(values, days, origin, spec, exog)
     return {sid: (val[i], fc[i]) for i, sid in enumerate(ids)}

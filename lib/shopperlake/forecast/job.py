@@ -38,6 +38,7 @@ from shopperlake.forecast.series import (
     catalog,
     daily_demand,
     first_purchase_day,
+    promotions_daily,
     purchases,
     select_series,
 )
@@ -105,16 +106,39 @@ def fit(sparse: DataFrame, spec: LocalSpec, settings: ForecastSettings) -> DataF
     return choose_per_level(rows) if settings.choice == "level" else rows
 
 
+def promotion_matrix(
+    promotions: DataFrame | None, ids: list[str], days: pd.DatetimeIndex
+) -> np.ndarray | None:
+    """series x days x (display, mailer) counts of ``promotions`` (0 where none); None when
+    there is no promotions table or it holds nothing for these series and days."""
+    if promotions is None:
+        return None
+    pdf: pd.DataFrame = promotions.toPandas()
+    pdf = pdf[pdf["series_id"].astype(str).isin(set(ids))]
+    if pdf.empty:
+        return None
+    out = np.zeros((len(ids), len(days), 2))
+    row = pd.Index(ids).get_indexer(pdf["series_id"].astype(str))
+    col = pd.DatetimeIndex(pd.to_datetime(pdf["ds"])).normalize()
+    at = days.get_indexer(col)
+    keep = at >= 0
+    out[row[keep], at[keep], 0] = pdf["display"].to_numpy()[keep]
+    out[row[keep], at[keep], 1] = pdf["mailer"].to_numpy()[keep]
+    return out
+
+
 def global_forecasts(
     sparse: DataFrame,
     settings: ForecastSettings,
     start: dt.date,
     origins: tuple[dt.date, ...],
     horizon: int,
+    promotions: DataFrame | None = None,
 ) -> dict[tuple[str, dt.date], tuple[np.ndarray, np.ndarray]] | None:
     """The global model's validation forecasts and forecasts per (series, origin), fitted on
     the driver (the dense series of a level fit in its memory: 500 series x 365 days are
-    180k numbers); None when ``forecast.global.enabled`` is off."""
+    180k numbers); None when ``forecast.global.enabled`` is off. ``promotions``:
+    :func:`promotions_daily` of the series, used when ``forecast.global.promotions``."""
     spec = settings.global_spec(horizon)
     if spec is None:
         return None
@@ -123,10 +147,16 @@ def global_forecasts(
     ids = sorted(str(i) for i in pdf["series_id"].unique())
     matrix = dense(pdf, start, last, ids)["y"].to_numpy().reshape(len(ids), -1)
     days = pd.date_range(start, max(origins) + dt.timedelta(days=horizon), freq="D")
+    exog = promotion_matrix(promotions, ids, days) if spec.promotions else None
+    log.info(
+        "global model: %d series, promotions %s",
+        len(ids),
+        "used" if exog is not None else "off" if not spec.promotions else "none found",
+    )
     out: dict[tuple[str, dt.date], tuple[np.ndarray, np.ndarray]] = {}
     for origin in origins:
         at = (origin - start).days
-        found = global_candidates(ids, matrix, days, at, settings.validation_windows, spec)
+        found = global_candidates(ids, matrix, days, at, settings.validation_windows, spec, exog)
         out.update({(sid, origin): v for sid, v in found.items()})
     return out
 
@@ -157,6 +187,23 @@ def level_series(
             f"(sources {', '.join(sources) if sources else 'all'}) meet forecast.levels.{level}"
         )
     return sparse, n
+
+
+def level_promotions(
+    ctx: JobContext,
+    settings: ForecastSettings,
+    level: str,
+    first: dt.date,
+    last: dt.date,
+    items_as_of: dt.date,
+    sources: Sequence[str] | None,
+) -> DataFrame | None:
+    """The promotions of ``level``'s series over ``[first, last]`` (None: not used or no
+    ``bronze.promotions``). ``last`` may lie after the history: promotions are planned."""
+    spec = settings.global_spec(settings.horizon)
+    if spec is None or not spec.promotions:
+        return None
+    return promotions_daily(ctx.lake, catalog(ctx.lake, items_as_of), level, first, last, sources)
 
 
 def add_forecast_args(parser: argparse.ArgumentParser) -> None:
@@ -190,7 +237,10 @@ def forecast_body(ctx: JobContext) -> int:
     version = model_version(settings, horizon)
     began = time.perf_counter()
     origins = (as_of + dt.timedelta(days=1),)
-    external = global_forecasts(sparse, settings, start, origins, horizon)
+    promotions = level_promotions(
+        ctx, settings, level, start, as_of + dt.timedelta(days=horizon), as_of, sources
+    )
+    external = global_forecasts(sparse, settings, start, origins, horizon, promotions)
     spec = settings.local(start, origins, horizon, with_actuals=False, external=external)
     rows = fit(sparse, spec, settings).where(F.col("chosen"))
     out = rows.select(
@@ -256,7 +306,13 @@ def backtest_level(
         settings.backtest_selection, settings.backtest_sources,
     )  # fmt: skip
     began = time.perf_counter()
-    external = global_forecasts(sparse, settings, settings.backtest_start, origins, horizon)
+    promotions = level_promotions(
+        ctx, settings, level, settings.backtest_start, last + dt.timedelta(days=1), items_as_of,
+        settings.backtest_sources,
+    )  # fmt: skip
+    external = global_forecasts(
+        sparse, settings, settings.backtest_start, origins, horizon, promotions
+    )
     spec = settings.local(
         settings.backtest_start, origins, horizon, with_actuals=True, external=external
     )
@@ -325,7 +381,7 @@ FORECAST = Job(
     "(statsforecast local models and a global XGBoost model, chosen on validation windows).",
     add_args=add_forecast_args,
     body=forecast_body,
-    reads=("bronze.events", "bronze.items"),
+    reads=("bronze.events", "bronze.items", "bronze.promotions"),
     writes=(FORECASTS,),
 )
 
@@ -335,7 +391,7 @@ BACKTEST = Job(
     "choice (forecast.backtest): WAPE, MASE, interval coverage with bootstrap intervals.",
     add_args=add_backtest_args,
     body=backtest_body,
-    reads=("bronze.events", "bronze.items"),
+    reads=("bronze.events", "bronze.items", "bronze.promotions"),
     writes=(BACKTESTS, "gold.model_metrics"),
 )
 

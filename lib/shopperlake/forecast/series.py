@@ -67,6 +67,41 @@ def daily_demand(
     )
 
 
+def promotions_daily(
+    lake: Lake,
+    items: DataFrame,
+    level: str,
+    first: dt.date,
+    last: dt.date,
+    sources: Sequence[str] | None,
+) -> DataFrame | None:
+    """``series_id, ds, display, mailer``: per series and day of ``[first, last]``, how many
+    of its item x store promotions (``bronze.promotions``) place it on display and in the
+    mailer; None without the table. Promotions are plans, known before the days they run."""
+    if not lake.exists("bronze.promotions"):
+        return None
+    rows = lake.read("bronze.promotions").where(
+        (F.col("end_date") >= F.lit(first)) & (F.col("start_date") <= F.lit(last))
+    )
+    if sources is not None:
+        rows = rows.where(F.col("source").isin(*sources))
+    if level == "category":
+        rows = rows.join(F.broadcast(items.select("item_id", "category")), "item_id")
+    key = F.col("item_id") if level == "item" else F.col("category")
+    days = F.explode(
+        F.sequence(F.greatest("start_date", F.lit(first)), F.least("end_date", F.lit(last)))
+    )
+    return (
+        rows.where(key.isNotNull())
+        .select(key.alias("series_id"), days.alias("ds"), "display", "mailer")
+        .groupBy("series_id", "ds")
+        .agg(
+            F.count("display").cast("double").alias("display"),
+            F.count("mailer").cast("double").alias("mailer"),
+        )
+    )
+
+
 def select_series(demand: DataFrame, rule: LevelRule, first: dt.date, last: dt.date) -> DataFrame:
     """``series_id, units``: the series a level forecasts, judged on the units of days
     ``[first, last]`` (categories with >= ``min_units``; the ``top_n`` items, ties by id)."""

@@ -141,6 +141,7 @@ def forecast_settings(cfg: Config) -> ForecastSettings:
             min_train_days=int(glob["min_train_days"]),
             max_to_history_max=float(glob["max_to_history_max"]),
             seed=int(glob["seed"]),
+            promotions=bool(glob.get("promotions", True)),
         )
     settings = ForecastSettings(
         horizon=int(block["horizon"]),

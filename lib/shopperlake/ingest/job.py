@@ -1,6 +1,8 @@
-"""``ingest``: raw files → ``bronze.events`` / ``bronze.items`` / ``bronze.users``.
+"""``ingest``: raw files → ``bronze.events`` / ``bronze.items`` / ``bronze.users`` /
+``bronze.promotions``.
 
-Valid rows are MERGEd on their key: events insert-only, so re-ingesting adds nothing; items and
+Valid rows are MERGEd on their key: events and promotions insert-only, so re-ingesting adds
+nothing; items and
 users keep their history (type 2: a changed attribute closes the current version and inserts a
 new one, see :meth:`Lake.merge_versions`). Invalid rows go to ``bronze.quarantine`` with the
 raw record and the reason. For every entity read = written + duplicate + quarantined, each
@@ -29,6 +31,7 @@ from shopperlake.core.schemas import IS_CURRENT, SCHEMAS, VALID_FROM
 from shopperlake.core.session import project_root
 from shopperlake.ingest.adapters import apply_transform
 from shopperlake.ingest.mapping import (
+    INSERT_ONLY,
     KEYS,
     LINEAGE,
     EntityMapping,
@@ -41,7 +44,12 @@ from shopperlake.ingest.validate import Rules, canonicalize, quarantine_rows
 
 log = logging.getLogger(__name__)
 
-TABLES = {"events": "bronze.events", "items": "bronze.items", "users": "bronze.users"}
+TABLES = {
+    "events": "bronze.events",
+    "items": "bronze.items",
+    "users": "bronze.users",
+    "promotions": "bronze.promotions",
+}
 
 
 class RowAccountingError(ShopperLakeError):
@@ -149,10 +157,11 @@ def ingest_entity(
 def first_occurrences(valid: DataFrame, entity: str) -> DataFrame:
     """``valid`` with ``_occurrence``: 1 for the row of each key that is kept, 2, 3, ... for
     repeats of the key in the same batch. Items/users keep the row with the latest
-    ``valid_from`` (attribute timestamp); ties and events: the first by file, then raw text."""
+    ``valid_from`` (attribute timestamp); ties, events and promotions: the first by file, then
+    raw text."""
     key = KEYS[entity]
     order = [F.col("_source_file").asc_nulls_last(), F.col("_raw").asc_nulls_last()]
-    if entity != "events":
+    if entity not in INSERT_ONLY:
         order.insert(0, F.col(VALID_FROM).desc_nulls_last())
     return valid.withColumn(
         "_occurrence", F.row_number().over(Window.partitionBy(key).orderBy(*order))
@@ -166,9 +175,9 @@ def bronze_rows(
     the lineage columns of the entity's table."""
     rows = pseudonymise(firsts, secret) if secret is not None else firsts
     if entity == "events":
-        return rows.withColumn("event_date", F.to_date("ts")).withColumns(
-            {"source": F.lit(source), "ingest_run_id": F.lit(run_id)}
-        )
+        rows = rows.withColumn("event_date", F.to_date("ts"))
+    if entity in INSERT_ONLY:
+        return rows.withColumns({"source": F.lit(source), "ingest_run_id": F.lit(run_id)})
     return rows.withColumns({"source": F.lit(source), "updated_run_id": F.lit(run_id)})
 
 
@@ -194,26 +203,52 @@ def _write_entity(
     changed_at: dt.datetime,
     secret: bytes | None,
 ) -> EntityCounts:
-    key = KEYS[m.entity]
-    table = TABLES[m.entity]
     valid_flag = F.size("_errors") == 0
     stats = canon.agg(
         F.count(F.lit(1)).alias("read"), F.count_if(~valid_flag).alias("invalid")
     ).first()
     assert stats is not None
     read, invalid = int(stats["read"]), int(stats["invalid"])
-    ranked = first_occurrences(canon.where(valid_flag), m.entity)
-    repeated = ranked.where(F.col("_occurrence") > 1).count()
-    firsts = ranked.where(F.col("_occurrence") == 1).drop(
-        "_occurrence", "_errors", "_raw", "_source_file"
+    # ranked once and kept without the raw text: the counts, the partition values, the
+    # lookup of present keys and the MERGE all read it (each would sort the batch again)
+    ranked = (
+        first_occurrences(canon.where(valid_flag), m.entity)
+        .drop("_errors", "_raw", "_source_file")
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    rows = bronze_rows(firsts, m.entity, source, run_id, secret)
+    try:
+        repeated = ranked.where(F.col("_occurrence") > 1).count()
+        firsts = ranked.where(F.col("_occurrence") == 1).drop("_occurrence")
+        rows = bronze_rows(firsts, m.entity, source, run_id, secret)
+        return _merge_entity(
+            lake, source, m, canon, rows, run_id, changed_at, read, invalid, repeated
+        )
+    finally:
+        ranked.unpersist()
+
+
+def _merge_entity(
+    lake: Lake,
+    source: str,
+    m: EntityMapping,
+    canon: DataFrame,
+    rows: DataFrame,
+    run_id: str,
+    changed_at: dt.datetime,
+    read: int,
+    invalid: int,
+    repeated: int,
+) -> EntityCounts:
+    key = KEYS[m.entity]
+    table = TABLES[m.entity]
+    valid_flag = F.size("_errors") == 0
     closed = 0
-    if m.entity == "events":
-        dates = sorted(r[0] for r in rows.select("event_date").distinct().collect())
+    if m.entity in INSERT_ONLY:
+        part = INSERT_ONLY[m.entity]
+        dates = sorted(r[0] for r in rows.select(part).distinct().collect())
         if dates:
-            prune = {"event_date": dates}
-            existing = lake.read(table, required=False).where(F.col("event_date").isin(*dates))
+            prune = {part: dates}
+            existing = lake.read(table, required=False).where(F.col(part).isin(*dates))
             present = _present(rows, existing, [key])
             written = lake.merge(table, rows, [key], update=False, prune=prune)["inserted"]
         else:  # no valid row: nothing to MERGE, nothing written
@@ -299,7 +334,7 @@ def body(ctx: JobContext) -> list[EntityCounts]:
             ctx.run.metrics[f"{entity}.rows_{field}"] = float(getattr(counts, field))
         for field in ("repeated", "present", "quarantine_inserted", "quarantine_present"):
             ctx.run.metrics[f"{entity}.{field}"] = float(getattr(counts, field))
-        if entity != "events":
+        if entity not in INSERT_ONLY:
             ctx.run.metrics[f"{entity}.versions_closed"] = float(counts.closed)
     ctx.run.rows_read = sum(c.read for c in results)
     ctx.run.rows_written = sum(c.written for c in results)
@@ -313,8 +348,20 @@ INGEST = Job(
     description="Ingest raw files into the bronze Delta tables, quarantining bad rows.",
     add_args=add_args,
     body=body,
-    reads=("bronze.events", "bronze.users", "bronze.items", "bronze.quarantine"),
-    writes=("bronze.events", "bronze.users", "bronze.items", "bronze.quarantine"),
+    reads=(
+        "bronze.events",
+        "bronze.users",
+        "bronze.items",
+        "bronze.promotions",
+        "bronze.quarantine",
+    ),
+    writes=(
+        "bronze.events",
+        "bronze.users",
+        "bronze.items",
+        "bronze.promotions",
+        "bronze.quarantine",
+    ),
 )
 
 

@@ -1,9 +1,9 @@
 """Source mappings: how one source's raw files map onto the canonical tables.
 
 A mapping is YAML (``conf/sources/<source>.yaml`` or ``--mapping FILE``) with one block per
-entity (``events``, ``items``, ``users``). Column mappings are Spark SQL expressions over the
-raw fields, all of which are read as strings. See ``conf/sources/custom.yaml`` for a commented
-example.
+entity (``events``, ``items``, ``users``, ``promotions``). Column mappings are Spark SQL
+expressions over the raw fields, all of which are read as strings. See
+``conf/sources/custom.yaml`` for a commented example.
 """
 
 from __future__ import annotations
@@ -18,11 +18,19 @@ from shopperlake.core.errors import ConfigError, InputError
 from shopperlake.core.schemas import EVENT_TYPES, IS_CURRENT, SCHEMAS, VALID_TO
 
 FORMATS = ("csv", "json", "parquet", "text")
-ENTITIES = ("items", "users", "events")  # ingest order: dimensions first
+ENTITIES = ("items", "users", "events", "promotions")  # ingest order: dimensions first
 # Columns ingest sets itself (a mapping cannot map them). ``valid_from`` of items/users is
 # mappable: the attribute timestamp of a source that has one (e.g. ``updated_at``).
 LINEAGE = {"event_date", "source", "ingest_run_id", "updated_run_id", VALID_TO, IS_CURRENT}
-KEYS = {"events": "event_id", "items": "item_id", "users": "user_id"}
+KEYS = {
+    "events": "event_id",
+    "items": "item_id",
+    "users": "user_id",
+    "promotions": "promotion_id",
+}
+# Insert-only entities (re-ingesting adds nothing) and the date column their table is
+# partitioned by; items and users keep a type-2 history instead.
+INSERT_ONLY = {"events": "event_date", "promotions": "start_date"}
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENTITY_KEYS = {
     "format",

@@ -134,6 +134,8 @@ def canonicalize(raw: DataFrame, m: EntityMapping, rules: Rules) -> DataFrame:
     required = {key, *m.required}
     if m.entity == "events":
         required |= {"user_id", "ts", "event_type"}
+    if m.entity == "promotions":
+        required |= {"item_id", "start_date", "end_date"}
     for col in sorted(required):
         if col == key and not m.has_own_key:
             continue  # derived below, never missing
@@ -158,6 +160,9 @@ def canonicalize(raw: DataFrame, m: EntityMapping, rules: Rules) -> DataFrame:
         errors.append(F.when((qty <= 0) | (qty > rules.max_quantity), F.lit("bad_quantity")))
         rating = typed["rating"]
         errors.append(F.when((rating < 1) | (rating > 5), F.lit("bad_rating")))
+    if m.entity == "promotions":
+        period = F.col("__c_end_date") < F.col("__c_start_date")
+        errors.append(F.when(period, F.lit("bad_period")))
     if "price" in typed:
         price = typed["price"]
         errors.append(
