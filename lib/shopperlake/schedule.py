@@ -59,8 +59,13 @@ def daily_tasks(source: str, input_uri: str, lake: str) -> list[Task]:
             Task("score_churn", "score", ("--model", "churn", *common)),
             Task("score_propensity", "score", ("--model", "propensity", *common)),
             Task("score_recommender", "score_recommender", common),
-            Task("forecast_category", "forecast", ("--level", "category", *common)),
-            Task("forecast_item", "forecast", ("--level", "item", *common)),
+            # the day's source only: item ids of different sources are different items
+            Task(
+                "forecast_category",
+                "forecast",
+                ("--level", "category", "--source", source, *common),
+            ),
+            Task("forecast_item", "forecast", ("--level", "item", "--source", source, *common)),
         ]
     )
 
