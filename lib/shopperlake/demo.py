@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from shopperlake.core.config import load_config
 from shopperlake.core.lake import Lake
 from shopperlake.core.session import build_session
+from shopperlake.forecast.series import catalog
 from shopperlake.jobs import run
 
 log = logging.getLogger(__name__)
@@ -290,7 +291,8 @@ def segments_summary(seg: DataFrame, day: Any) -> list[str]:
 
 
 def forecast_summary(lake: Lake) -> list[str]:
-    """The largest categories' 28-day forecasts (chosen method) against the units sold."""
+    """The largest categories' 28-day forecasts (chosen method) against the units sold (per
+    category as the forecast knew them: the items as of the as-of day)."""
     if not lake.exists("gold.demand_forecasts"):
         return []
     fc = lake.read("gold.demand_forecasts").where(
@@ -308,7 +310,7 @@ def forecast_summary(lake: Lake) -> list[str]:
         )
         .select("item_id", "quantity")
         .join(
-            lake.read("bronze.items").where(F.col("is_current")).select("item_id", "category"),
+            catalog(lake, dt.date.fromisoformat(GROCERY_AS_OF)).select("item_id", "category"),
             "item_id",
         )
         .groupBy(F.col("category").alias("series_id"))
