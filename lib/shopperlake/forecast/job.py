@@ -100,10 +100,18 @@ def choose_per_level(rows: DataFrame) -> DataFrame:
     )
 
 
-def fit(sparse: DataFrame, spec: LocalSpec, settings: ForecastSettings) -> DataFrame:
-    """Every candidate's forecasts, ``chosen`` per series or per level (``forecast.choice``)."""
-    rows = fit_local(sparse, spec, settings.buckets)
-    return choose_per_level(rows) if settings.choice == "level" else rows
+def fit(
+    sparse: DataFrame, spec: LocalSpec, settings: ForecastSettings
+) -> tuple[DataFrame, DataFrame]:
+    """Every candidate's forecasts, ``chosen`` per series or per level (``forecast.choice``),
+    and the cached fit they come from (unpersist it once the forecasts are written).
+
+    The fit is cached and materialised here: the level choice reads it twice (the pooled
+    errors and the rows) and the backtest scores twice again (every candidate and the chosen
+    one), and each read of an uncached ``applyInPandas`` runs every model fit again."""
+    rows = fit_local(sparse, spec, settings.buckets).persist(StorageLevel.MEMORY_AND_DISK)
+    rows.count()
+    return (choose_per_level(rows) if settings.choice == "level" else rows), rows
 
 
 def promotion_matrix(
@@ -242,7 +250,8 @@ def forecast_body(ctx: JobContext) -> int:
     )
     external = global_forecasts(sparse, settings, start, origins, horizon, promotions)
     spec = settings.local(start, origins, horizon, with_actuals=False, external=external)
-    rows = fit(sparse, spec, settings).where(F.col("chosen"))
+    fitted, cached = fit(sparse, spec, settings)
+    rows = fitted.where(F.col("chosen"))
     out = rows.select(
         F.lit(level).alias("level"),
         "series_id",
@@ -260,6 +269,7 @@ def forecast_body(ctx: JobContext) -> int:
     )
     ctx.lake.overwrite_where(FORECASTS, out, {"as_of_date": as_of, "level": level})
     seconds = time.perf_counter() - began
+    cached.unpersist()
     sparse.unpersist()
     written_rows = ctx.lake.read(FORECASTS).where(
         (F.col("as_of_date") == F.lit(as_of)) & (F.col("level") == F.lit(level))
@@ -316,7 +326,8 @@ def backtest_level(
     spec = settings.local(
         settings.backtest_start, origins, horizon, with_actuals=True, external=external
     )
-    scores = series_scores(fit(sparse, spec, settings))
+    fitted, cached = fit(sparse, spec, settings)
+    scores = series_scores(fitted)
     table = scores.select(
         F.lit(level).alias("level"), "series_id", "origin", "method", "chosen_method", "horizon",
         "demand", "abs_error", "wape", "scale", "mase", "coverage_80", "coverage_95",
@@ -324,6 +335,7 @@ def backtest_level(
     )  # fmt: skip
     ctx.lake.overwrite_where(BACKTESTS, table, {"level": level})
     seconds = time.perf_counter() - began
+    cached.unpersist()
     sparse.unpersist()
     local: pd.DataFrame = ctx.lake.read(BACKTESTS).where(F.col("level") == F.lit(level)).toPandas()
     pooled, series, left_out = aligned(local)
