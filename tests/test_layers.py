@@ -23,6 +23,8 @@ LAYERS = {
     "segments": 3,
     # forecasting: series from bronze events and the items' categories as of a day
     "forecast": 3,
+    # anomalies: feed monitoring on bronze; user detectors will read profiles and segments
+    "anomalies": 4,
     "churn": 4,
     "rec": 4,
     # capabilities built on the tabular-classifier pieces of churn

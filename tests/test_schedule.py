@@ -51,6 +51,7 @@ def test_dependencies_point_at_earlier_tasks() -> None:
     assert daily["forecast_item"].upstream == ("ingest",)
     # and forecast the day's source only (item ids of two sources are different items)
     assert daily["forecast_item"].args[:4] == ("--level", "item", "--source", "custom")
+    assert daily["detect_feed_anomalies"].upstream == ("ingest",)
     weekly = {t.task_id: t for t in weekly_training_tasks("l")}
     assert weekly["train_churn"].upstream == ("training_set_churn",)
     assert weekly["train_propensity"].upstream == ("training_set_propensity",)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
+from shopperlake.anomalies.job import DETECT_ANOMALIES
 from shopperlake.churn.score import SCORE
 from shopperlake.churn.train import TRAIN
 from shopperlake.churn.training_set import BUILD_TRAINING_SET
@@ -54,6 +55,7 @@ JOBS: dict[str, Job] = {
         SCORE_RETURNS,
         FORECAST,
         BACKTEST,
+        DETECT_ANOMALIES,
         QUERY,
         MAINTAIN,
         ERASE,

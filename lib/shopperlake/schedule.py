@@ -48,8 +48,8 @@ def wired(tasks: list[Task]) -> list[Task]:
 
 
 def daily_tasks(source: str, input_uri: str, lake: str) -> list[Task]:
-    """Ingest the day's files, then profiles → segments → scores and recommendations, and
-    the demand forecasts of both levels."""
+    """Ingest the day's files, then profiles → segments → scores and recommendations, the
+    demand forecasts of both levels and the feed check of the source."""
     common = ("--lake", lake, "--as-of", AS_OF)
     return wired(
         [
@@ -66,6 +66,7 @@ def daily_tasks(source: str, input_uri: str, lake: str) -> list[Task]:
                 ("--level", "category", "--source", source, *common),
             ),
             Task("forecast_item", "forecast", ("--level", "item", "--source", source, *common)),
+            Task("detect_feed_anomalies", "detect_anomalies", ("--source", source, *common)),
         ]
     )
 

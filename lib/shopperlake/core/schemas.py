@@ -508,3 +508,24 @@ FORECAST_BACKTESTS = StructType(
 )
 
 SCHEMAS.update({"demand_forecasts": DEMAND_FORECASTS, "forecast_backtests": FORECAST_BACKTESTS})
+
+# -- gold: anomalies (detect_anomalies) --------------------------------------------------------
+
+# One row per source, event type and day: the events that arrived against a seasonal
+# baseline of the days before (same weekday, robust trend) and its interval.
+FEED_ANOMALIES = StructType(
+    [
+        StructField("source", StringType(), False),
+        StructField("event_type", StringType(), False),
+        StructField("event_date", DateType(), False),
+        StructField("observed", LongType(), False),
+        StructField("expected", DoubleType(), True),
+        StructField("lo", DoubleType(), True),
+        StructField("hi", DoubleType(), True),
+        StructField("status", StringType(), False),
+        StructField("baseline_days", IntegerType(), False),
+        StructField("run_id", StringType(), False),
+    ]
+)
+
+SCHEMAS.update({"feed_anomalies": FEED_ANOMALIES})

@@ -1,0 +1,1 @@
+"""Anomaly and abuse detection: broken feeds (``feed``); user-level detectors to come."""
