@@ -1,6 +1,6 @@
 """Demand forecasting on real data: dunnhumby The Complete Journey, the README's protocol.
 
-Ingests the transactions and products (``make data``) into a fresh lake, prints where every
+Ingests the transactions, products and promotions (``make data``) into a fresh lake, prints where every
 line went, runs ``backtest`` for both levels (190 categories with >= 1,000 units in 2017, the
 top 500 products; three 28-day test windows from 2017-10-09, 2017-11-06, 2017-12-04, each
 trained on everything before it), which prints pooled WAPE, mean MASE and interval coverage
