@@ -593,3 +593,46 @@ def test_a_lost_row_fails_the_ingest_and_rolls_back(
         assertDataFrameEqual(lake.read(table), rows)
     failed = last_run(lake)
     assert (failed.status, failed.error) == ("failed", message)
+
+
+PROMOTION_MAPPING = """
+name: promo
+entities:
+  promotions:
+    format: csv
+    header: true
+    fields: [sku, store, first_day, last_day, shelf]
+    columns:
+      promotion_id: "concat_ws(':', sku, store, first_day)"
+      item_id: sku
+      channel: store
+      start_date: first_day
+      end_date: last_day
+      display: shelf
+"""
+
+
+def test_promotions_with_an_end_before_the_start_are_quarantined(
+    spark: SparkSession, lake: Lake, lake_root: str, tmp_path: Path
+) -> None:
+    (tmp_path / "promo.yaml").write_text(PROMOTION_MAPPING)
+    (tmp_path / "promo.csv").write_text(
+        "sku,store,first_day,last_day,shelf\n"
+        "p1,s1,2024-01-01,2024-01-07,front\n"
+        "p2,s1,2024-01-07,2024-01-01,front\n"  # ends before it starts
+        "p3,s2,2024-01-08,2024-01-08,\n"
+    )
+    args = ["--source", "promo", "--input", str(tmp_path / "promo.csv"),
+            "--mapping", str(tmp_path / "promo.yaml"), "--as-of", "2024-01-31"]  # fmt: skip
+    assert ingest(job_args(lake_root, *args), spark=spark) == 0
+    got = sorted(
+        (r.promotion_id, r.item_id, r.channel, str(r.start_date), str(r.end_date), r.display)
+        for r in lake.read("bronze.promotions").collect()
+    )
+    assert got == [
+        ("p1:s1:2024-01-01", "p1", "s1", "2024-01-01", "2024-01-07", "front"),
+        ("p3:s2:2024-01-08", "p3", "s2", "2024-01-08", "2024-01-08", None),
+    ]
+    q = lake.read("bronze.quarantine").collect()
+    assert [(r.entity, r.reason) for r in q] == [("promotions", "bad_period")]
+    assert '"sku":"p2"' in q[0].raw_record

@@ -17,7 +17,7 @@ Promotions (``exog``, optional: per series and day, how many of its item × stor
 display and in the mailer, from ``bronze.promotions``) are known in advance: a shop plans them,
 so the features of a target day include that day's promotions (log counts, and the count
 relative to the series' mean over the 28 days before the origin). On The Complete Journey's
-top 500 products they take the global model's pooled WAPE from 0.713 to 0.658 (README).
+top 500 products they take the global model's pooled WAPE from 0.713 to 0.657 (README).
 
 Training rows for a forecast made at ``cutoff`` come from earlier origins every
 ``train_every_days`` days whose whole ``horizon`` window ends before ``cutoff``: nothing on
