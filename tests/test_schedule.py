@@ -43,15 +43,18 @@ def test_dependencies_point_at_earlier_tasks() -> None:
     daily = {t.task_id: t for t in daily_tasks("custom", "x", "l")}
     # read off the declarations: profiles read bronze (ingest), segments read profiles, the
     # churn score reads profiles and segments, training sets read what profiles read
-    assert daily["build_profiles"].upstream == ("ingest",)
+    # and the flagged bots (gold.user_anomalies) they leave out
+    assert daily["detect_anomalies"].upstream == ("ingest",)
+    assert daily["build_profiles"].upstream == ("detect_anomalies", "ingest")
     assert daily["build_segments"].upstream == ("build_profiles",)
-    assert daily["score_churn"].upstream == ("build_profiles", "build_segments", "ingest")
+    assert daily["score_churn"].upstream == (
+        "build_profiles", "build_segments", "detect_anomalies", "ingest",
+    )  # fmt: skip
     # forecasts read bronze events and items only: they wait for the ingest, nothing else
     assert daily["forecast_category"].upstream == ("ingest",)
     assert daily["forecast_item"].upstream == ("ingest",)
     # and forecast the day's source only (item ids of two sources are different items)
     assert daily["forecast_item"].args[:4] == ("--level", "item", "--source", "custom")
-    assert daily["detect_feed_anomalies"].upstream == ("ingest",)
     weekly = {t.task_id: t for t in weekly_training_tasks("l")}
     assert weekly["train_churn"].upstream == ("training_set_churn",)
     assert weekly["train_propensity"].upstream == ("training_set_propensity",)

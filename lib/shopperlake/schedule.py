@@ -48,12 +48,15 @@ def wired(tasks: list[Task]) -> list[Task]:
 
 
 def daily_tasks(source: str, input_uri: str, lake: str) -> list[Task]:
-    """Ingest the day's files, then profiles → segments → scores and recommendations, the
-    demand forecasts of both levels and the feed check of the source."""
+    """Ingest the day's files, check the feed and flag anomalous users, then profiles →
+    segments → scores and recommendations (without the flagged bots), and the demand
+    forecasts of both levels."""
     common = ("--lake", lake, "--as-of", AS_OF)
     return wired(
         [
             Task("ingest", "ingest", ("--source", source, "--input", input_uri, *common)),
+            # before the profiles: users it flags as bots are left out (anomalies.exclude)
+            Task("detect_anomalies", "detect_anomalies", ("--source", source, *common)),
             Task("build_profiles", "build_profiles", common),
             Task("build_segments", "build_segments", common),
             Task("score_churn", "score", ("--model", "churn", *common)),
@@ -66,7 +69,6 @@ def daily_tasks(source: str, input_uri: str, lake: str) -> list[Task]:
                 ("--level", "category", "--source", source, *common),
             ),
             Task("forecast_item", "forecast", ("--level", "item", "--source", source, *common)),
-            Task("detect_feed_anomalies", "detect_anomalies", ("--source", source, *common)),
         ]
     )
 

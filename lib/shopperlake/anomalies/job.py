@@ -1,6 +1,11 @@
 """``detect_anomalies --as-of D`` → ``gold.feed_anomalies``: the last ``anomalies.feed.days``
 days up to D, per source and event type, judged against their seasonal baseline
-(:mod:`shopperlake.anomalies.feed`). Re-running replaces the same days with the same rows."""
+(:mod:`shopperlake.anomalies.feed`); and ``gold.user_anomalies``: the users whose last
+``anomalies.users.days`` days look like abuse (:mod:`shopperlake.anomalies.users`).
+Re-running replaces the same days / as-of with the same rows.
+
+``--truth PATH`` (a generated dataset's ``truth/`` folder) evaluates both against the planted
+cases (:mod:`shopperlake.anomalies.evaluate`) into ``gold.model_metrics``."""
 
 from __future__ import annotations
 
@@ -9,16 +14,31 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 
-from pyspark.sql import SparkSession
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from shopperlake.anomalies import evaluate
 from shopperlake.anomalies.feed import STATUSES, FeedSettings, daily_volumes, judge_days
+from shopperlake.anomalies.users import (
+    UserSettings,
+    alerts,
+    score_users,
+    summarise,
+    user_features,
+    validate_rules,
+    with_peers,
+)
 from shopperlake.core.cli import Job, JobContext
 from shopperlake.core.errors import InputError
-from shopperlake.core.schemas import FEED_ANOMALIES
+from shopperlake.core.schemas import FEED_ANOMALIES, USER_ANOMALIES
+from shopperlake.profiles.features import attributes_as_of
+from shopperlake.training.metrics import pr_auc
+from shopperlake.training.model_metrics import BootstrapSettings, metric_row, write_metrics
 
 log = logging.getLogger(__name__)
 FEED = "gold.feed_anomalies"
+USERS = "gold.user_anomalies"
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -26,12 +46,17 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--source", action="append", default=None,
         help="bronze.events source to monitor (repeatable; default every source)",
     )  # fmt: skip
+    parser.add_argument(
+        "--truth", default=None,
+        help="truth/ folder of a generated dataset: evaluate against the planted abuse",
+    )  # fmt: skip
 
 
 def body(ctx: JobContext) -> int:
     if ctx.as_of is None:
         raise InputError("detect_anomalies needs --as-of YYYY-MM-DD (the last day judged)")
     settings = FeedSettings.from_config(ctx.cfg)
+    user_settings = UserSettings.from_config(ctx.cfg)
     last = ctx.as_of
     first = last - dt.timedelta(days=settings.days - 1)
     events = ctx.lake.read("bronze.events")
@@ -43,6 +68,8 @@ def body(ctx: JobContext) -> int:
             f"no events up to {last} (sources {', '.join(ctx.args.source or ['all'])}): "
             "ingest first"
         )
+    features = user_features(events, last, user_settings)
+    validate_rules(features, user_settings.rules)  # before anything is written
     judged = judge_days(volumes, first, last, settings)
     judged["run_id"] = ctx.run.run_id
     columns = [f.name for f in FEED_ANOMALIES.fields]
@@ -67,17 +94,95 @@ def body(ctx: JobContext) -> int:
         expected = "-" if r.expected is None or r.expected != r.expected else f"{r.expected:.0f}"
         print(f"  {r.event_date} {r.source:<16} {r.event_type:<16} {r.status:<8} "
               f"observed {r.observed:,}, expected {expected}", flush=True)  # fmt: skip
-    return len(judged)
+    n_users = detect_users(ctx, features, user_settings)
+    return len(judged) + n_users
+
+
+def detect_users(ctx: JobContext, features: DataFrame, s: UserSettings) -> int:
+    """Score, alert, write ``gold.user_anomalies`` for the as-of day; evaluate with --truth."""
+    assert ctx.as_of is not None
+    users = None
+    if ctx.lake.exists("bronze.users"):
+        users = attributes_as_of(ctx.lake.read("bronze.users"), ctx.as_of, "user_id")
+    features = with_peers(features, users, s).cache()
+    n_scored = features.count()
+    if n_scored == 0:
+        print(f"user anomalies {ctx.as_of}: no user active in the last {s.days} days", flush=True)
+        return 0
+    scores = score_users(features, s).cache()
+    flagged = alerts(scores, n_scored, s).cache()
+    frame = flagged.select(
+        "user_id", F.lit(ctx.as_of).alias("as_of"), "anomaly_type", "score", "rank", "detector",
+        "reasons", F.lit(ctx.run.run_id).alias("run_id"),
+    )  # fmt: skip
+    ctx.lake.overwrite_where(USERS, ctx.spark.createDataFrame(frame.rdd, USER_ANOMALIES),
+                             {"as_of": ctx.as_of})  # fmt: skip
+    rows = flagged.orderBy("anomaly_type", "rank").collect()
+    ctx.run.metrics.update({"users.scored": float(n_scored), "users.alerts": float(len(rows))})
+    print(f"user anomalies {ctx.as_of}: {n_scored:,} users scored, alerts: {summarise(rows)}",
+          flush=True)  # fmt: skip
+    shown: dict[str, int] = {}
+    for r in rows:
+        shown[r["anomaly_type"]] = shown.get(r["anomaly_type"], 0) + 1
+        if shown[r["anomaly_type"]] <= 3:
+            print(f"  {r['anomaly_type']:<15} #{r['rank']:<3} {r['user_id']:<12} "
+                  f"score {r['score']:.2f} [{r['detector']}] {'; '.join(r['reasons'])}",
+                  flush=True)  # fmt: skip
+    if ctx.args.truth:
+        score_rows = scores.select("user_id", "anomaly_type", "score").toPandas()
+        scored_ids = pd.Series([r["user_id"] for r in features.select("user_id").collect()])
+        _evaluate(ctx, s, score_rows, pd.DataFrame([r.asDict() for r in rows]), scored_ids)
+    scores.unpersist()
+    features.unpersist()
+    return len(rows)
+
+
+def _evaluate(
+    ctx: JobContext, s: UserSettings, scores: pd.DataFrame, flagged: pd.DataFrame,
+    scored: pd.Series,
+) -> None:  # fmt: skip
+    root = str(ctx.args.truth).rstrip("/")
+    truth = ctx.spark.read.json(f"{root}/users").toPandas()
+    if flagged.empty:
+        flagged = pd.DataFrame({"user_id": [], "anomaly_type": []})
+    cases = evaluate.user_cases(scores, flagged, scored, truth)
+    k = evaluate.budget_k(s.budget, len(scored))
+    boot = BootstrapSettings.from_config(ctx.cfg)
+    result = evaluate.evaluate_users(cases, boot)
+    at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    split = f"planted:{ctx.as_of}"
+    out = []
+    print(f"against the planted truth ({len(cases):,} users, at most {k} alerts per type, "
+          f"precision_at_k: the top {evaluate.K}):", flush=True)  # fmt: skip
+    for t, by_metric in result.items():
+        cells = ", ".join(f"{m} {by_metric[m]}" for m in evaluate.METRICS)
+        print(f"  {t:<15} planted {by_metric['positives']:>4}: {cells}", flush=True)
+        for m in evaluate.METRICS:
+            ci = by_metric[m]
+            out.append(metric_row("anomalies", str(ctx.as_of), "rules+robust_z", split,
+                                  f"{t}.{m}", ci.estimate, ctx.run.run_id, at, ci))  # fmt: skip
+    feed_truth = ctx.spark.read.schema("date string, event_type string").json(f"{root}/feed")
+    judged = ctx.lake.read(FEED).where(F.col("event_date") <= F.lit(ctx.as_of)).toPandas()
+    feed = evaluate.feed_cases(judged, feed_truth.toPandas())
+    if feed["y"].sum() > 0:
+        value = pr_auc(feed["y"].to_numpy(), feed["score"].to_numpy())
+        print(f"  {'feed_outage':<15} planted {int(feed['y'].sum()):>4}: pr_auc {value:.4f} "
+              f"over {len(feed)} source x type x day rows", flush=True)  # fmt: skip
+        out.append(metric_row("anomalies", str(ctx.as_of), "feed_baseline", split,
+                              "feed_outage.pr_auc", value, ctx.run.run_id, at))  # fmt: skip
+    write_metrics(ctx.lake, out)
 
 
 DETECT_ANOMALIES = Job(
     name="detect_anomalies",
     description="Judge each source's daily event volumes per type against a same-weekday "
-    "baseline with a robust trend (gold.feed_anomalies: ok, low, high, missing, new).",
+    "baseline with a robust trend (gold.feed_anomalies: ok, low, high, missing, new), and "
+    "flag users whose recent behaviour looks like abuse: bots, order bursts, review spam, "
+    "return abuse, account switches (gold.user_anomalies: score, rank, detector, reasons).",
     add_args=add_args,
     body=body,
-    reads=("bronze.events",),
-    writes=(FEED,),
+    reads=("bronze.events", "bronze.users"),
+    writes=(FEED, USERS, "gold.model_metrics"),
 )
 
 

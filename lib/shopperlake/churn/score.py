@@ -26,6 +26,7 @@ from shopperlake.churn.labels import population_members
 from shopperlake.churn.spec import ModelSpec, model_spec
 from shopperlake.core.cli import Job, JobContext
 from shopperlake.core.errors import ConfigError, InputError
+from shopperlake.core.exclusion import without_flagged
 from shopperlake.profiles.snapshots import ensure_profiles
 from shopperlake.training.calibration import Calibrator
 from shopperlake.training.registry import ModelVersion, Registry
@@ -201,6 +202,7 @@ def body(ctx: JobContext) -> None:
     mv = registry.get(spec.name, ctx.args.version)
     profiles = ensure_profiles(ctx, ctx.as_of)  # score declares no on-demand build: fails
     events = ctx.lake.read("bronze.events").where(F.col("event_date") <= F.lit(ctx.as_of))
+    events = without_flagged(events, ctx.lake, ctx.cfg, ctx.as_of, ctx.run.metrics)
     members = population_members(events, ctx.as_of, spec)
     scores = (
         score_users(ctx.spark, profiles, members, spec, mv)
@@ -251,7 +253,13 @@ SCORE = Job(
     "targets.",
     add_args=add_args,
     body=body,
-    reads=("gold.user_profiles", "bronze.events", "gold.user_segments", "registry/*"),
+    reads=(
+        "gold.user_profiles",
+        "bronze.events",
+        "gold.user_segments",
+        "registry/*",
+        "gold.user_anomalies",
+    ),  # fmt: skip
     writes=("gold.*_scores", "gold.retention_targets"),
 )
 

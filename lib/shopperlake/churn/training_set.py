@@ -33,6 +33,7 @@ from shopperlake.churn.labels import label_users
 from shopperlake.churn.spec import DESIGNS, ModelSpec, model_spec
 from shopperlake.core.cli import Job, JobContext, parse_date
 from shopperlake.core.errors import InputError
+from shopperlake.core.exclusion import without_flagged
 from shopperlake.profiles.job import BUILD_PROFILES
 from shopperlake.profiles.snapshots import ensure_profiles
 
@@ -149,6 +150,7 @@ def body(ctx: JobContext) -> None:
         spec = dataclasses.replace(spec, design=ctx.args.design)
     cutoffs = resolve_cutoffs(ctx.args.cutoffs, ctx.as_of, spec)
     events = ctx.lake.read("bronze.events").where(F.col("event_date") <= F.lit(ctx.as_of))
+    events = without_flagged(events, ctx.lake, ctx.cfg, ctx.as_of, ctx.run.metrics)
     parts = []
     for cutoff in cutoffs:
         profiles = ensure_profiles(ctx, cutoff)

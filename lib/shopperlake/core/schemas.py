@@ -528,4 +528,17 @@ FEED_ANOMALIES = StructType(
     ]
 )
 
-SCHEMAS.update({"feed_anomalies": FEED_ANOMALIES})
+USER_ANOMALIES = StructType(
+    [
+        StructField("user_id", StringType(), False),
+        StructField("as_of", DateType(), False),
+        StructField("anomaly_type", StringType(), False),
+        StructField("score", DoubleType(), False),
+        StructField("rank", IntegerType(), False),
+        StructField("detector", StringType(), False),
+        StructField("reasons", ArrayType(StringType()), False),
+        StructField("run_id", StringType(), False),
+    ]
+)
+
+SCHEMAS.update({"feed_anomalies": FEED_ANOMALIES, "user_anomalies": USER_ANOMALIES})

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from shopperlake.core.cli import Job, JobContext
 from shopperlake.core.errors import InputError
+from shopperlake.core.exclusion import without_flagged
 from shopperlake.profiles.features import (
     ALL,
     ProfileParams,
@@ -88,6 +89,7 @@ def body(ctx: JobContext) -> int:
     params = ProfileParams.from_config(ctx.cfg.section("profiles"))
     rules = parse_tag_rules(ctx.cfg.get("profiles.tags") or {})
     events = point_in_time(ctx.lake.read("bronze.events"), as_of)
+    events = without_flagged(events, ctx.lake, ctx.cfg, as_of, ctx.run.metrics)
     sources = list(ctx.cfg.get("profiles.sources") or [])
     if sources:
         events = events.where(F.col("source").isin(*sources))
@@ -141,7 +143,7 @@ BUILD_PROFILES = Job(
     description="Build the point-in-time user profile snapshot gold.user_profiles for --as-of.",
     add_args=add_args,
     body=body,
-    reads=("bronze.events", "bronze.users", "bronze.items"),
+    reads=("bronze.events", "bronze.users", "bronze.items", "gold.user_anomalies"),
     writes=(TABLE,),
 )
 

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from shopperlake.core.cli import Job, JobContext
 from shopperlake.core.errors import ConfigError, InputError, ShopperLakeError
+from shopperlake.core.exclusion import without_flagged
 from shopperlake.profiles.features import attributes_as_of, point_in_time
 from shopperlake.profiles.job import BUILD_PROFILES
 from shopperlake.profiles.snapshots import ensure_profiles
@@ -422,6 +423,7 @@ def train_body(ctx: JobContext) -> None:
     use_cache_dir(ctx.spark, ctx.cfg, ctx.lake.root)  # two-tower
     events = ctx.lake.read("bronze.events")
     as_of = ctx.as_of or _latest_day(events)
+    events = without_flagged(events, ctx.lake, ctx.cfg, as_of, ctx.run.metrics)
     catalog = catalog_frame(ctx, events, as_of).cache()
     cutoff = as_of - dt.timedelta(days=params.holdout_days)
     evaluate = {
@@ -526,6 +528,7 @@ def score_body(ctx: JobContext) -> None:
             chosen.get("blend_rrf_k"),
         )
     events = ctx.lake.read("bronze.events")
+    events = without_flagged(events, ctx.lake, ctx.cfg, as_of, ctx.run.metrics)
     catalog = catalog_frame(ctx, events, as_of).cache()
     inp = time_inputs(ctx, events, catalog, as_of, params)
     fitted = fit_sources(ctx.spark, inp, params, ease_lambda)
@@ -610,6 +613,7 @@ SCORE_RECOMMENDER = Job(
         "gold.user_profiles",
         "gold.user_segments",
         f"registry/{MODEL}",
+        "gold.user_anomalies",
     ),
     writes=("gold.recommendations", "gold.similar_items"),
 )

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from shopperlake.core.cli import Job, JobContext, parse_date
 from shopperlake.core.errors import InputError
+from shopperlake.core.exclusion import without_flagged
 from shopperlake.profiles.features import attributes_as_of, point_in_time
 from shopperlake.returns.features import (
     feature_maps,
@@ -86,6 +87,7 @@ def body(ctx: JobContext) -> None:
     start = parse_date(ctx.args.test_start, "--test-start") if ctx.args.test_start else None
     w = windows(ctx.as_of, spec, start)
     events = ctx.lake.read("bronze.events")
+    events = without_flagged(events, ctx.lake, ctx.cfg, ctx.as_of, ctx.run.metrics)
     users = ctx.lake.read("bronze.users")
     rows = assign_split(line_rows(events, users, ctx.as_of, spec), w, spec).select(
         F.lit(ctx.as_of).alias("as_of_date"),
@@ -118,7 +120,7 @@ BUILD_RETURN_TRAINING_SET = Job(
     "features and an out-of-time split into gold.return_training_set.",
     add_args=add_args,
     body=body,
-    reads=("bronze.events", "bronze.users"),
+    reads=("bronze.events", "bronze.users", "gold.user_anomalies"),
     writes=(TABLE,),
 )
 

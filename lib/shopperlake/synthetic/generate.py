@@ -52,6 +52,7 @@ from shopperlake.core.cli import Job, JobContext, parse_date
 from shopperlake.core.config import Config
 from shopperlake.core.errors import InputError
 from shopperlake.core.schemas import EVENT_TYPES
+from shopperlake.synthetic import abuse
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ class GenParams:
     malformed_rate: float = 0.001
     churn_share: float = 0.25
     bot_share: float = 0.005
+    abuse_share: float = 0.0
     files: int = 8
     chunk_users: int = 1000
 
@@ -178,6 +180,10 @@ class GenParams:
             ),
             (0.0 <= self.churn_share <= 1.0, f"churn_share must be in [0, 1]: {self.churn_share}"),
             (0.0 <= self.bot_share <= 1.0, f"bot_share must be in [0, 1]: {self.bot_share}"),
+            (
+                0.0 <= self.abuse_share <= 0.5,
+                f"--abuse-share must be in [0, 0.5], got {self.abuse_share}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -370,6 +376,15 @@ def planted_users(params: GenParams) -> pd.DataFrame:
     return pd.concat([user_traits(params, c) for c in range(params.n_chunks)], ignore_index=True)
 
 
+def planted_abuse(params: GenParams) -> pd.DataFrame:
+    """The truth of :mod:`shopperlake.synthetic.abuse` for all users: one row per planted
+    user (``user_idx, user_id, kind, anomaly_type, day, ring, date``): cheap, pure."""
+    plans = [abuse.chunk_plan(params, user_traits(params, c), c) for c in range(params.n_chunks)]
+    out = pd.concat(plans, ignore_index=True)
+    out["date"] = [str(params.start_date + dt.timedelta(days=int(d))) for d in out["day"]]
+    return out
+
+
 def _sessions(
     params: GenParams, users: pd.DataFrame, cat: Catalog, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
@@ -547,7 +562,7 @@ def chunk_events(params: GenParams, chunk_id: int) -> pd.DataFrame:
         dtype=object,
     )
     stamp = np.datetime64(params.start_date, "s") + e["ts"].astype("timedelta64[s]")
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "event_id": _ids("e", chunk_id * 1_000_000_000 + np.arange(n), 15),
             "user_id": users["user_id"].to_numpy()[e_user],
@@ -570,6 +585,58 @@ def chunk_events(params: GenParams, chunk_id: int) -> pd.DataFrame:
         },
         columns=list(EVENT_COLUMNS),
     )
+    if params.abuse_share > 0:
+        frame = _with_abuse(params, chunk_id, users, frame)
+    return frame
+
+
+def _with_abuse(
+    params: GenParams, chunk_id: int, users: pd.DataFrame, frame: pd.DataFrame
+) -> pd.DataFrame:
+    """``frame`` plus the chunk's planted abuse (:mod:`shopperlake.synthetic.abuse`), ordered
+    by user and time, without the events of the planted feed outage."""
+    plan = abuse.chunk_plan(params, users, chunk_id)
+    extra = abuse.chunk_abuse_events(params, build_catalog(params), chunk_id, plan, frame)
+    n = len(extra)
+    stamp = np.datetime64(params.start_date, "s") + extra["ts"].to_numpy(np.int64).astype(
+        "timedelta64[s]"
+    )
+    quantity, rating = extra["quantity"].to_numpy(), extra["rating"].to_numpy()
+    has_qty = np.array([q is not None and q == q for q in quantity], dtype=bool)
+    has_rating = np.array([v is not None and v == v for v in rating], dtype=bool)
+    extra = pd.DataFrame(
+        {
+            "event_id": _ids(
+                "e", chunk_id * 1_000_000_000 + abuse.ABUSE_EVENT_OFFSET + np.arange(n), 15
+            ),
+            "user_id": extra["user_id"].to_numpy(dtype=object),
+            "session_id": extra["session_id"].to_numpy(dtype=object),
+            "ts": np.char.add(np.datetime_as_string(stamp, unit="s"), "Z").astype(object),
+            "event_type": extra["event_type"].to_numpy(dtype=object),
+            "item_id": extra["item_id"].to_numpy(dtype=object),
+            "category": extra["category"].to_numpy(dtype=object),
+            "price": extra["price"].to_numpy(dtype=np.float64),
+            "quantity": pd.arrays.IntegerArray(
+                np.where(has_qty, quantity, 0).astype(np.int64), ~has_qty
+            ),
+            "order_id": extra["order_id"].to_numpy(dtype=object),
+            "query": np.full(n, None, dtype=object),
+            "rating": pd.arrays.IntegerArray(
+                np.where(has_rating, rating, 0).astype(np.int64), ~has_rating
+            ),
+            "device": extra["device"].to_numpy(dtype=object),
+            "channel": extra["channel"].to_numpy(dtype=object),
+        },
+        columns=list(EVENT_COLUMNS),
+    )
+    both = pd.concat([frame, extra], ignore_index=True)
+    both = both.sort_values(["user_id", "ts"], kind="stable", ignore_index=True)
+    day = abuse.outage_day(params)
+    if day is not None:
+        date = str(params.start_date + dt.timedelta(days=day))
+        out = (both["event_type"] == abuse.OUTAGE_TYPE) & both["ts"].str.startswith(date)
+        both = both[~out.to_numpy()].reset_index(drop=True)
+    return both
 
 
 def _where_or_none(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -711,6 +778,27 @@ def write_dataset(spark: SparkSession, params: GenParams, output: str) -> dict[s
     return counts
 
 
+def write_truth(spark: SparkSession, params: GenParams, output: str) -> None:
+    """``truth/users`` (one JSON line per planted user: user_id, kind, anomaly_type, date, ring)
+    and ``truth/feed`` (the planted outage: date, event_type), beside ``events/`` but never read
+    by ingest."""
+    root = output.rstrip("/")
+    plan = planted_abuse(params)[["user_id", "kind", "anomaly_type", "date", "ring"]]
+    spark.createDataFrame(plan).coalesce(1).write.mode("overwrite").json(f"{root}/truth/users")
+    day = abuse.outage_day(params)
+    feed = pd.DataFrame(
+        {
+            "date": [] if day is None else [str(params.start_date + dt.timedelta(days=day))],
+            "event_type": [] if day is None else [abuse.OUTAGE_TYPE],
+        },
+        dtype=object,
+    )
+    schema = "date string, event_type string"
+    spark.createDataFrame(feed, schema).coalesce(1).write.mode("overwrite").json(
+        f"{root}/truth/feed"
+    )
+
+
 def _arg(args: argparse.Namespace, cfg: Config, name: str, key: str, kind: type) -> Any:
     value = getattr(args, name)
     if value is None:
@@ -734,6 +822,7 @@ def params_from_args(args: argparse.Namespace, cfg: Config) -> GenParams:
         malformed_rate=_arg(args, cfg, "malformed_rate", "malformed_rate", float),
         churn_share=_arg(args, cfg, "churn_share", "churn_share", float),
         bot_share=_arg(args, cfg, "bot_share", "bot_share", float),
+        abuse_share=_arg(args, cfg, "abuse_share", "abuse_share", float),
         files=_arg(args, cfg, "files", "files", int),
         chunk_users=_arg(args, cfg, "chunk_users", "chunk_users", int),
     )
@@ -750,6 +839,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--malformed-rate", dest="malformed_rate", type=float, default=None,
         help="share of event lines broken on purpose",
     )  # fmt: skip
+    parser.add_argument(
+        "--abuse-share", dest="abuse_share", type=float, default=None,
+        help="share of human users given planted abuse (truth under OUTPUT/truth/)",
+    )  # fmt: skip
     parser.add_argument("--files", type=int, default=None, help="number of event files")
     parser.set_defaults(categories=None, churn_share=None, bot_share=None, chunk_users=None)
 
@@ -759,6 +852,8 @@ def run(ctx: JobContext) -> None:
     params = params_from_args(ctx.args, ctx.cfg)
     counts = write_dataset(ctx.spark, params, ctx.args.output)
     truth = planted_users(params)
+    if params.abuse_share > 0:
+        write_truth(ctx.spark, params, ctx.args.output)
     ctx.run.rows_written = counts["lines"]
     ctx.run.metrics = {
         "users": float(params.users),
