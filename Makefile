@@ -10,7 +10,8 @@ DELTA_VERSION := 3.3.2
 MAVEN ?= https://repo1.maven.org/maven2
 JAR_COORDS := io/delta/delta-spark_2.12/$(DELTA_VERSION)/delta-spark_2.12-$(DELTA_VERSION).jar \
               io/delta/delta-storage/$(DELTA_VERSION)/delta-storage-$(DELTA_VERSION).jar \
-              org/antlr/antlr4-runtime/4.9.3/antlr4-runtime-4.9.3.jar
+              org/antlr/antlr4-runtime/4.9.3/antlr4-runtime-4.9.3.jar \
+              com/linkedin/isolation-forest/isolation-forest_3.5.0_2.12/3.0.5/isolation-forest_3.5.0_2.12-3.0.5.jar
 HOROVOD_FLAGS := MAKEFLAGS=-j2 HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
                  HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
 export PYSPARK_PYTHON := $(abspath $(PY))
@@ -67,9 +68,11 @@ $(STAMP): constraints.txt pyproject.toml | $(PY)
 	$(PY) -c 'import horovod.tensorflow as h; assert h.gloo_built(), "horovod built without gloo"'
 	touch $@
 
-# Delta jars from Maven Central, checked against their published SHA-1, into a git-ignored
-# folder: spark-submit and tests need no network afterwards.
-$(JARS)/.complete:
+# Delta jars (and LinkedIn's isolation-forest for the anomaly detectors) from Maven Central,
+# checked against their published SHA-1, into a git-ignored folder: spark-submit and tests need
+# no network afterwards. A jar added to JAR_COORDS is fetched by the next `make setup` (the
+# stamp is older than the Makefile; jars already there are kept).
+$(JARS)/.complete: Makefile
 	mkdir -p $(JARS)
 	set -e; for c in $(JAR_COORDS); do f=$(JARS)/$$(basename $$c); \
 	  if [ ! -s $$f ]; then curl -fsSL --retry 3 -o $$f.part $(MAVEN)/$$c; \

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from shopperlake.anomalies.users import ANOMALY_TYPES
-from shopperlake.training.bootstrap import interval
+from shopperlake.training.bootstrap import Interval, interval, metric_stat, paired_difference
 from shopperlake.training.metrics import pr_auc
 from shopperlake.training.model_metrics import BootstrapSettings
 
@@ -117,4 +117,42 @@ def feed_cases(judged: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         shortfall = np.where(expected > 0, 1.0 - observed / expected, 0.0)
     out["score"] = np.clip(shortfall, 0.0, 1.0)
+    return out
+
+
+def forest_comparison(
+    cases: pd.DataFrame, forest: pd.DataFrame, boot: BootstrapSettings
+) -> dict[str, dict[str, Interval]]:
+    """Per planted type and for ``any`` abuse: PR-AUC of the Isolation Forest score, of the
+    rules + peer z-score (the type's score; for ``any`` the largest over the types), and the
+    paired difference ``forest - rules`` on the same resampled users."""
+    p_forest = (
+        cases[["user_id"]]
+        .merge(forest, on="user_id", how="left")["forest_score"]
+        .fillna(0.0)
+        .to_numpy()
+    )
+    planted = cases["planted"]
+    targets = {t: (planted == t).to_numpy() for t in ANOMALY_TYPES}
+    targets["any"] = planted.notna().to_numpy()
+    out: dict[str, dict[str, Interval]] = {}
+    n = len(cases)
+    for t, mask in targets.items():
+        if not mask.any():
+            continue
+        y = mask.astype(np.int64)
+        if t == "any":
+            p_rules = cases[[f"score_{a}" for a in ANOMALY_TYPES]].max(axis=1).to_numpy()
+        else:
+            p_rules = cases[f"score_{t}"].to_numpy()
+        forest_stat = metric_stat(pr_auc, y, p_forest)
+        rules_stat = metric_stat(pr_auc, y, p_rules)
+        r, seed, level = boot.resamples, boot.seed, boot.level
+        out[t] = {
+            "isolation_forest": interval(forest_stat, n, n_resamples=r, seed=seed, level=level),
+            "rules+robust_z": interval(rules_stat, n, n_resamples=r, seed=seed, level=level),
+            "difference": paired_difference(
+                forest_stat, rules_stat, n, n_resamples=r, seed=seed, level=level
+            ),
+        }
     return out

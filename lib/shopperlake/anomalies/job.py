@@ -20,9 +20,12 @@ from pyspark.sql import functions as F
 
 from shopperlake.anomalies import evaluate
 from shopperlake.anomalies.feed import STATUSES, FeedSettings, daily_volumes, judge_days
+from shopperlake.anomalies.forest import ForestSettings, forest_scores
 from shopperlake.anomalies.users import (
+    FEATURES,
     UserSettings,
     alerts,
+    rule_frame,
     score_users,
     summarise,
     user_features,
@@ -33,6 +36,7 @@ from shopperlake.core.cli import Job, JobContext
 from shopperlake.core.errors import InputError
 from shopperlake.core.schemas import FEED_ANOMALIES, USER_ANOMALIES
 from shopperlake.profiles.features import attributes_as_of
+from shopperlake.training.bootstrap import verdict
 from shopperlake.training.metrics import pr_auc
 from shopperlake.training.model_metrics import BootstrapSettings, metric_row, write_metrics
 
@@ -105,46 +109,36 @@ def detect_users(ctx: JobContext, features: DataFrame, s: UserSettings) -> int:
     if ctx.lake.exists("bronze.users"):
         users = attributes_as_of(ctx.lake.read("bronze.users"), ctx.as_of, "user_id")
     features = with_peers(features, users, s).cache()
-    n_scored = features.count()
-    if n_scored == 0:
+    frame = rule_frame(features, s)
+    if frame.empty:
         print(f"user anomalies {ctx.as_of}: no user active in the last {s.days} days", flush=True)
         return 0
-    scores = score_users(features, s).cache()
-    flagged = alerts(scores, n_scored, s).cache()
-    frame = flagged.select(
-        "user_id", F.lit(ctx.as_of).alias("as_of"), "anomaly_type", "score", "rank", "detector",
-        "reasons", F.lit(ctx.run.run_id).alias("run_id"),
-    )  # fmt: skip
-    ctx.lake.overwrite_where(USERS, ctx.spark.createDataFrame(frame.rdd, USER_ANOMALIES),
+    scores = score_users(frame, s)
+    flagged = alerts(frame, scores, s)
+    table = flagged.assign(as_of=ctx.as_of, run_id=ctx.run.run_id)
+    columns = [f.name for f in USER_ANOMALIES.fields]
+    rows = [tuple(r) for r in table[columns].itertuples(index=False)]
+    ctx.lake.overwrite_where(USERS, ctx.spark.createDataFrame(rows, USER_ANOMALIES),
                              {"as_of": ctx.as_of})  # fmt: skip
-    rows = flagged.orderBy("anomaly_type", "rank").collect()
-    ctx.run.metrics.update({"users.scored": float(n_scored), "users.alerts": float(len(rows))})
-    print(f"user anomalies {ctx.as_of}: {n_scored:,} users scored, alerts: {summarise(rows)}",
-          flush=True)  # fmt: skip
-    shown: dict[str, int] = {}
-    for r in rows:
-        shown[r["anomaly_type"]] = shown.get(r["anomaly_type"], 0) + 1
-        if shown[r["anomaly_type"]] <= 3:
-            print(f"  {r['anomaly_type']:<15} #{r['rank']:<3} {r['user_id']:<12} "
-                  f"score {r['score']:.2f} [{r['detector']}] {'; '.join(r['reasons'])}",
-                  flush=True)  # fmt: skip
+    ctx.run.metrics.update({"users.scored": float(len(frame)), "users.alerts": float(len(rows))})
+    print(f"user anomalies {ctx.as_of}: {len(frame):,} users scored, alerts: "
+          f"{summarise(flagged)}", flush=True)  # fmt: skip
+    for r in flagged[flagged["rank"] <= 3].itertuples():
+        print(f"  {r.anomaly_type:<15} #{r.rank:<3} {r.user_id:<12} score {r.score:.2f} "
+              f"[{r.detector}] {'; '.join(r.reasons)}", flush=True)  # fmt: skip
     if ctx.args.truth:
-        score_rows = scores.select("user_id", "anomaly_type", "score").toPandas()
-        scored_ids = pd.Series([r["user_id"] for r in features.select("user_id").collect()])
-        _evaluate(ctx, s, score_rows, pd.DataFrame([r.asDict() for r in rows]), scored_ids)
-    scores.unpersist()
+        forest = forest_scores(features, FEATURES, ForestSettings.from_config(ctx.cfg))
+        _evaluate(ctx, s, scores, flagged, frame["user_id"], forest.toPandas())
     features.unpersist()
     return len(rows)
 
 
 def _evaluate(
     ctx: JobContext, s: UserSettings, scores: pd.DataFrame, flagged: pd.DataFrame,
-    scored: pd.Series,
+    scored: pd.Series, forest: pd.DataFrame,
 ) -> None:  # fmt: skip
     root = str(ctx.args.truth).rstrip("/")
     truth = ctx.spark.read.json(f"{root}/users").toPandas()
-    if flagged.empty:
-        flagged = pd.DataFrame({"user_id": [], "anomaly_type": []})
     cases = evaluate.user_cases(scores, flagged, scored, truth)
     k = evaluate.budget_k(s.budget, len(scored))
     boot = BootstrapSettings.from_config(ctx.cfg)
@@ -161,6 +155,21 @@ def _evaluate(
             ci = by_metric[m]
             out.append(metric_row("anomalies", str(ctx.as_of), "rules+robust_z", split,
                                   f"{t}.{m}", ci.estimate, ctx.run.run_id, at, ci))  # fmt: skip
+    print("Isolation Forest (LinkedIn, all features as log1p) vs rules + peer z-scores, PR-AUC:",
+          flush=True)  # fmt: skip
+    for t, c in evaluate.forest_comparison(cases, forest, boot).items():
+        d = c["difference"]
+        print(f"  {t:<15} forest {c['isolation_forest']}, rules+robust_z {c['rules+robust_z']}, "
+              f"forest - rules {d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}] "
+              f"{verdict(d)}", flush=True)  # fmt: skip
+        # the rules' own per-type PR-AUC is already a row; "any" is new for both
+        for algo in ("isolation_forest", "rules+robust_z")[: 2 if t == "any" else 1]:
+            ci = c[algo]
+            out.append(metric_row("anomalies", str(ctx.as_of), algo, split, f"{t}.pr_auc",
+                                  ci.estimate, ctx.run.run_id, at, ci))  # fmt: skip
+        out.append(metric_row("anomalies", str(ctx.as_of), "isolation_forest", split,
+                              f"{t}.pr_auc", d.estimate, ctx.run.run_id, at, d,
+                              reference="rules+robust_z"))  # fmt: skip
     feed_truth = ctx.spark.read.schema("date string, event_type string").json(f"{root}/feed")
     judged = ctx.lake.read(FEED).where(F.col("event_date") <= F.lit(ctx.as_of)).toPandas()
     feed = evaluate.feed_cases(judged, feed_truth.toPandas())

@@ -45,11 +45,14 @@ new_pair_spend               pairs the user never used before (only users with e
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException, ParseException
@@ -170,7 +173,7 @@ def user_features(events: DataFrame, as_of: dt.date, s: UserSettings) -> DataFra
         "rating", "device", "channel", "event_date",
         F.unix_timestamp("ts").alias("t"),
     )  # fmt: skip
-    w = _window(history, first, as_of)
+    w = _window(history, first, as_of).cache()  # read by every aggregation below
     is_type = {t: F.col("event_type") == t for t in
                ("view", "click", "add_to_cart", "purchase", "return", "review")}  # fmt: skip
     value = F.coalesce(F.col("price"), F.lit(0.0)) * F.coalesce(F.col("quantity"), F.lit(1))
@@ -314,137 +317,118 @@ def with_peers(features: DataFrame, users: DataFrame | None, s: UserSettings) ->
     return out.withColumn("peer", F.when(size >= s.min_peers, F.col("peer")).otherwise("all"))
 
 
-def robust_z(features: DataFrame, columns: Sequence[str]) -> DataFrame:
+def rule_frame(features: DataFrame, s: UserSettings) -> pd.DataFrame:
+    """One Spark pass over the (cached) features: ``user_id, peer``, every feature and one
+    boolean ``rule:<name>`` per rule, on the driver (one row per active user: fine to a few
+    million users; the peer statistics and scores below are computed from it)."""
+    rules = [F.coalesce(F.expr(r.when), F.lit(False)).alias(f"rule:{r.name}") for r in s.rules]
+    return features.select("user_id", "peer", *FEATURES, *rules).toPandas()
+
+
+def robust_z(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """``z_<column>`` per column: (x - peer median) / scale (module docstring); ``columns``
-    of :data:`COUNT_FEATURES` get a scale of at least 1."""
-    stats = features.groupBy("peer").agg(
-        *[F.percentile_approx(c, 0.5, 10_000).alias(f"med_{c}") for c in columns]
-    )
-    out = features.join(F.broadcast(stats), "peer")
-    spread = out.groupBy("peer").agg(
-        *[F.percentile_approx(F.abs(F.col(c) - F.col(f"med_{c}")), 0.5, 10_000).alias(f"mad_{c}")
-          for c in columns],
-        *[F.avg(F.abs(F.col(c) - F.col(f"med_{c}"))).alias(f"mean_ad_{c}") for c in columns],
-    )  # fmt: skip
-    out = out.join(F.broadcast(spread), "peer")
+    of :data:`COUNT_FEATURES` get a scale of at least 1. ``frame`` needs ``peer``."""
+    out = pd.DataFrame(index=frame.index)
+    groups = frame.groupby("peer", sort=False)
     for c in columns:
-        scale = (
-            F.when(F.col(f"mad_{c}") > 0, MAD_SCALE * F.col(f"mad_{c}"))
-            .when(F.col(f"mean_ad_{c}") > 0, MEAN_AD_SCALE * F.col(f"mean_ad_{c}"))
-            .otherwise(1.0)
+        x = frame[c].astype(np.float64)
+        median = groups[c].transform("median").astype(np.float64)
+        deviation = (x - median).abs()
+        mad = deviation.groupby(frame["peer"]).transform("median")
+        mean_ad = deviation.groupby(frame["peer"]).transform("mean")
+        scale = np.where(
+            mad > 0, MAD_SCALE * mad, np.where(mean_ad > 0, MEAN_AD_SCALE * mean_ad, 1.0)
         )
         if c in COUNT_FEATURES:  # one event more is never many SDs: counts move by 1
-            scale = F.greatest(scale, F.lit(1.0))
-        out = out.withColumn(f"z_{c}", (F.col(c) - F.col(f"med_{c}")) / scale)
-    return out.drop(*[f"{p}_{c}" for c in columns for p in ("med", "mad", "mean_ad")])
+            scale = np.maximum(scale, 1.0)
+        out[f"z_{c}"] = (x - median) / scale
+    return out
 
 
-def _reason(template: str) -> Column:
-    """The template with each ``{feature}`` replaced by the user's value (counts as integers,
-    rates with one decimal)."""
-    parts: list[Column] = []
-    pos = 0
-    for m in PLACEHOLDER.finditer(template):
-        parts.append(F.lit(template[pos : m.start()]))
-        name = m.group(1)
-        digits = 0 if name in COUNT_FEATURES else 1
-        parts.append(F.format_number(F.col(name).cast("double"), digits))
-        pos = m.end()
-    parts.append(F.lit(template[pos:]))
-    return F.concat(*parts)
+def _number(name: str, value: Any) -> str:
+    """A feature's value in words: counts as integers with thousands separators, rates with
+    one decimal."""
+    return f"{int(value):,}" if name in COUNT_FEATURES else f"{float(value):,.1f}"
 
 
-def score_users(features: DataFrame, s: UserSettings) -> DataFrame:
+def reason_text(template: str, row: Mapping[str, Any]) -> str:
+    """``template`` with each ``{feature}`` replaced by the row's value."""
+    return PLACEHOLDER.sub(lambda m: _number(m.group(1), row[m.group(1)]), template)
+
+
+def score_users(frame: pd.DataFrame, s: UserSettings) -> pd.DataFrame:
     """One row per user and anomaly type with a rule or a robust feature: ``user_id,
-    anomaly_type, score, fired (rule names), z, z_feature, reasons (array of str)``."""
+    anomaly_type, score, fired (rule names), z, z_feature``; ``frame`` from
+    :func:`rule_frame`."""
     columns = sorted({c for fs in s.robust.values() for c in fs})
-    scored = robust_z(features, columns) if columns else features
-    scored = scored.cache()
-    rows = []
+    z = robust_z(frame, columns)
+    parts = []
     for anomaly_type in ANOMALY_TYPES:
         rules = [r for r in s.rules if r.anomaly_type == anomaly_type]
-        robust = s.robust.get(anomaly_type, ())
+        robust = list(s.robust.get(anomaly_type, ()))
         if not rules and not robust:
             continue
-        fired = F.array_compact(
-            F.array(*[F.when(F.expr(r.when), F.lit(r.name)) for r in rules])
-        ) if rules else F.array().cast("array<string>")  # fmt: skip
-        reasons = F.array_compact(
-            F.array(*[F.when(F.expr(r.when), _reason(r.reason)) for r in rules])
-        ) if rules else F.array().cast("array<string>")  # fmt: skip
+        hits = frame[[f"rule:{r.name}" for r in rules]].to_numpy(dtype=bool)
+        names = [r.name for r in rules]
+        fired = [[n for n, hit in zip(names, row, strict=True) if hit] for row in hits]
         if robust:
-            pairs = [F.struct(F.col(f"z_{c}").alias("z"), F.lit(c).alias("f")) for c in robust]
-            top = F.greatest(*pairs) if len(pairs) > 1 else pairs[0]
-            z, z_feature = top["z"], top["f"]
+            zs = z[[f"z_{c}" for c in robust]].to_numpy()
+            best = zs.argmax(axis=1)
+            top_z = zs[np.arange(len(frame)), best]
+            top_feature = np.array(robust, dtype=object)[best]
         else:
-            z, z_feature = F.lit(0.0), F.lit(None).cast("string")
-        rows.append(
-            scored.select(
-                "user_id",
-                F.lit(anomaly_type).alias("anomaly_type"),
-                fired.alias("fired"),
-                reasons.alias("rule_reasons"),
-                z.cast("double").alias("z"),
-                z_feature.alias("z_feature"),
-                "peer",
-                *[F.col(c) for c in robust],
-            ).withColumn("robust_value", _robust_value(robust))
+            top_z = np.zeros(len(frame))
+            top_feature = np.full(len(frame), None, dtype=object)
+        part = pd.DataFrame(
+            {
+                "user_id": frame["user_id"].to_numpy(),
+                "anomaly_type": anomaly_type,
+                "fired": fired,
+                "z": top_z,
+                "z_feature": top_feature,
+            },
+            index=frame.index,
         )
-    if not rows:
+        positive = np.maximum(top_z, 0.0)
+        n_fired = np.array([len(f) for f in fired])
+        part["score"] = np.where(n_fired > 0, 0.5, 0.0) + 0.5 * positive / (positive + s.z_half)
+        parts.append(part)
+    if not parts:
         raise ConfigError("anomalies.users: no rules and no robust features configured")
-    out = rows[0].select(*_score_columns())
-    for extra in rows[1:]:
-        out = out.unionByName(extra.select(*_score_columns()))
-    positive = F.greatest(F.col("z"), F.lit(0.0))
-    return out.withColumn(
-        "score",
-        F.when(F.size("fired") > 0, 0.5).otherwise(0.0) + 0.5 * positive / (positive + s.z_half),
+    return pd.concat(parts)
+
+
+def alerts(frame: pd.DataFrame, scores: pd.DataFrame, s: UserSettings) -> pd.DataFrame:
+    """The alerted rows (a fired rule or ``z >= z_alert``), ranked per type by score (ties by
+    user id), at most ``ceil(budget × scored users)`` per type: ``user_id, anomaly_type,
+    score, rank, detector, reasons`` (the fired rules' reasons, then the peer z-score in
+    words when it is over ``z_alert``)."""
+    cap = max(1, math.ceil(s.budget * len(frame) - 1e-9))
+    candidates = scores[(scores["fired"].str.len() > 0) | (scores["z"] >= s.z_alert)]
+    candidates = candidates.sort_values(
+        ["anomaly_type", "score", "user_id"], ascending=[True, False, True], kind="stable"
     )
-
-
-def _robust_value(robust: Sequence[str]) -> Column:
-    if not robust:
-        return F.lit(None).cast("double")
-    choice = F.lit(None).cast("double")
-    for c in robust:
-        choice = F.when(F.col("z_feature") == c, F.col(c).cast("double")).otherwise(choice)
-    return choice
-
-
-def _score_columns() -> list[str]:
-    return ["user_id", "anomaly_type", "fired", "rule_reasons", "z", "z_feature", "peer",
-            "robust_value"]  # fmt: skip
-
-
-def alerts(scores: DataFrame, n_scored: int, s: UserSettings) -> DataFrame:
-    """The alerted rows (a fired rule or ``z >= z_alert``), ranked per type by score, at most
-    ``ceil(budget × n_scored)`` per type; ``reasons`` adds the peer z-score in words."""
-    cap = max(1, -(-int(round(s.budget * n_scored * 1e6)) // 1_000_000))
-    by_type = Window.partitionBy("anomaly_type").orderBy(F.desc("score"), "user_id")
-    candidates = scores.where((F.size("fired") > 0) | (F.col("z") >= s.z_alert))
-    ranked = candidates.withColumn("rank", F.row_number().over(by_type)).where(F.col("rank") <= cap)
-    peer_words = F.when(
-        F.col("z") >= s.z_alert,
-        F.array(
-            F.format_string(
-                "%s %.1f is %.1f robust SDs above its peers (%s)",
-                F.col("z_feature"), F.col("robust_value"), F.col("z"), F.col("peer"),
+    top = candidates.groupby("anomaly_type", sort=False).head(cap).copy()
+    top["rank"] = top.groupby("anomaly_type").cumcount() + 1
+    templates = {r.name: r.reason for r in s.rules}
+    reasons, detectors = [], []
+    for index, row in zip(top.index, top.itertuples(), strict=True):
+        values = frame.loc[index]
+        words = [reason_text(templates[name], values) for name in row.fired]
+        if row.z >= s.z_alert:
+            words.append(
+                f"{row.z_feature} {_number(str(row.z_feature), values[row.z_feature])} is "
+                f"{row.z:.1f} robust SDs above its peers ({values['peer']})"
             )
-        ),
-    ).otherwise(F.array().cast("array<string>"))  # fmt: skip
-    detector = F.when(F.size("fired") > 0, F.array_join("fired", ",")).otherwise(
-        F.concat(F.lit("robust_z:"), F.col("z_feature"))
+        reasons.append(words)
+        detectors.append(",".join(row.fired) if row.fired else f"robust_z:{row.z_feature}")
+    top["reasons"], top["detector"] = reasons, detectors
+    return top[["user_id", "anomaly_type", "score", "rank", "detector", "reasons"]].reset_index(
+        drop=True
     )
-    return ranked.select(
-        "user_id", "anomaly_type", F.col("score").cast("double").alias("score"),
-        F.col("rank").cast("int").alias("rank"), detector.alias("detector"),
-        F.concat(F.col("rule_reasons"), peer_words).alias("reasons"),
-    )  # fmt: skip
 
 
-def summarise(rows: Any) -> str:
+def summarise(flagged: pd.DataFrame) -> str:
     """Counts of alerted users per type, for the job's log line."""
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["anomaly_type"]] = counts.get(r["anomaly_type"], 0) + 1
-    return ", ".join(f"{t} {counts.get(t, 0)}" for t in ANOMALY_TYPES)
+    counts = flagged["anomaly_type"].value_counts()
+    return ", ".join(f"{t} {int(counts.get(t, 0))}" for t in ANOMALY_TYPES)

@@ -17,14 +17,15 @@ cart_bot       bot            3-6 sessions of 15 + Poisson(15) popular items vie
 order_burst    order_burst    8 + Poisson(4) one-line orders of cheap items (the cheapest
                               20 %) on one day, 1-4 minutes apart, from the user's usual
                               device and channel (as are the return abuser's orders)
-review_spam    review_spam    rings of up to 5 users of a chunk review the ring's item on the
+review_spam    review_spam    rings of about 5 users (Poisson) review the ring's item on the
                               ring's day, all 5 stars (70 % of rings) or all 1 star, without
                               buying it
 return_abuse   return_abuse   5 + Poisson(3) one-line orders in 14 days, 90 % returned 1-4 days
                               later (normal users return 7 %)
 account_switch account_switch 3 + Poisson(1) sessions on one day on a device x channel pair the
                               user never used before, each buying an expensive item (the top
-                              10 % of prices)
+                              10 % of prices); only users with two weeks of history (the
+                              others get an order burst instead)
 ============== ============== ===========================================================
 
 A feed outage is planted too: no ``purchase`` event of day ``days - OUTAGE_DAYS_BEFORE_END``
@@ -52,6 +53,8 @@ class GenParams(Protocol):
     @property
     def seed(self) -> int: ...
     @property
+    def users(self) -> int: ...
+    @property
     def days(self) -> int: ...
     @property
     def abuse_share(self) -> float: ...
@@ -76,7 +79,7 @@ RING_SIZE = 5
 OUTAGE_TYPE = "purchase"
 OUTAGE_DAYS_BEFORE_END = 4  # inside the 7 days a run judges as of the last day
 MIN_OUTAGE_DAYS = 36  # 4 weeks of baseline before the outage day
-STREAM_ABUSE, STREAM_ABUSE_EVENTS = 4, 5
+STREAM_ABUSE, STREAM_ABUSE_EVENTS, STREAM_RINGS = 4, 5, 6
 DAY = 86_400
 ABUSE_EVENT_OFFSET = 500_000_000  # event ids of abuse: chunk * 1e9 + offset + n
 DEVICES = ("mobile", "desktop", "tablet")
@@ -90,9 +93,22 @@ def outage_day(params: GenParams) -> int | None:
     return params.days - OUTAGE_DAYS_BEFORE_END
 
 
+def ring_targets(params: GenParams, n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Day, item and rating of each review-spam ring, for the whole dataset: about
+    :data:`RING_SIZE` planted spammers per ring, so rings span chunks (``n_items`` only draws
+    the items: the days do not depend on it)."""
+    expected = params.users * params.abuse_share / len(KINDS)
+    n = max(1, round(expected / RING_SIZE))
+    rng = np.random.default_rng([params.seed, STREAM_RINGS])
+    day = np.maximum(params.days - 1 - rng.integers(0, ABUSE_DAYS, n), 0)
+    rating = np.where(rng.random(n) < 0.7, 5, 1)
+    item = np.random.default_rng([params.seed, STREAM_RINGS, 1]).integers(0, n_items, n)
+    return day, item, rating
+
+
 def chunk_plan(params: GenParams, users: pd.DataFrame, chunk_id: int) -> pd.DataFrame:
     """Planted users of one chunk: ``user_idx, user_id, kind, anomaly_type, day, ring``
-    (``ring``: the ring number of a review spammer, ``chunk * 100,000 + n``, else -1).
+    (``ring``: the review spammer's ring, see :func:`ring_targets`, else -1).
     Bots of the normal generator are listed as ``scraper`` from day 0."""
     rng = np.random.default_rng([params.seed, STREAM_ABUSE, chunk_id])
     n = len(users)
@@ -100,6 +116,13 @@ def chunk_plan(params: GenParams, users: pd.DataFrame, chunk_id: int) -> pd.Data
     picked = (rng.random(n) < params.abuse_share) & human
     kind = rng.integers(0, len(KINDS), n)
     first = np.maximum(users["signup_day"].to_numpy(), 0)
+    # an account switch needs habits to switch from: two weeks of history at least
+    switch = KINDS.index("account_switch")
+    kind = np.where(
+        (kind == switch) & (first >= params.days - 2 * SWITCH_DAYS),
+        KINDS.index("order_burst"),
+        kind,
+    )
     recent = np.where(kind == KINDS.index("account_switch"), SWITCH_DAYS, ABUSE_DAYS)
     lo = np.maximum(first, params.days - recent)
     day = lo + np.floor(rng.random(n) * np.maximum(params.days - lo, 1)).astype(np.int64)
@@ -111,13 +134,11 @@ def chunk_plan(params: GenParams, users: pd.DataFrame, chunk_id: int) -> pd.Data
             "day": np.minimum(day, params.days - 1),
         }
     )[picked]
-    spam = rows["kind"] == "review_spam"
-    ring = np.full(len(rows), -1)
-    ring[spam.to_numpy()] = chunk_id * 100_000 + np.arange(int(spam.sum())) // RING_SIZE
-    rows["ring"] = ring
-    if spam.any():  # a ring acts on one day: its first member's
-        ring_day = rows[spam].groupby("ring")["day"].transform("first")
-        rows.loc[spam, "day"] = ring_day
+    spam = (rows["kind"] == "review_spam").to_numpy()
+    ring_day, _, _ = ring_targets(params, 1)
+    pick = rng.integers(0, len(ring_day), n)[picked]
+    rows["ring"] = np.where(spam, pick, -1)
+    rows["day"] = np.where(spam, ring_day[pick], rows["day"].to_numpy())
     bots = users[users["is_bot"]]
     scrapers = pd.DataFrame(
         {
@@ -206,8 +227,7 @@ def chunk_abuse_events(
     cheap = order_price[: max(1, len(order_price) // 5)]
     dear = order_price[-max(1, len(order_price) // 10) :]
     last_day = params.days - 1
-    ring_item = {ring: int(rng.integers(0, len(cat.item_id))) for ring in sorted(set(plan["ring"]))}
-    ring_rating = {ring: 5 if rng.random() < 0.7 else 1 for ring in sorted(ring_item)}
+    _, ring_item, ring_rating = ring_targets(params, len(cat.item_id))
     pairs_of = normal.assign(pair=normal["device"] + "|" + normal["channel"]).groupby("user_id")[
         "pair"
     ]
@@ -233,7 +253,8 @@ def chunk_abuse_events(
                 ts += int(rng.integers(60, 240))
         elif p.kind == "review_spam":
             ts = day * DAY + int(rng.integers(0, DAY))
-            r.add(ts, "review", ring_item[p.ring], None, rating=ring_rating[p.ring])
+            ring = int(p.ring)
+            r.add(ts, "review", int(ring_item[ring]), None, rating=int(ring_rating[ring]))
         elif p.kind == "return_abuse":
             for k in range(5 + int(rng.poisson(3))):
                 d = max(day - int(rng.integers(0, 15)), max(0, day - 14))
@@ -250,7 +271,7 @@ def chunk_abuse_events(
             pairs = [f"{d}|{c}" for d in DEVICES for c in CHANNELS if f"{d}|{c}" not in seen]
             pairs = pairs or ["tablet|social"]  # every pair used (never in practice)
             device, channel = pairs[int(rng.integers(0, len(pairs)))].split("|")
-            ts = day * DAY + int(rng.integers(0, 18)) * 3600
+            ts = day * DAY + int(rng.integers(0, 12)) * 3600  # the orders stay within the day
             for k in range(3 + int(rng.poisson(1))):
                 item = int(dear[rng.integers(0, len(dear))])
                 sid = f"s{tag}-t{k:03d}"
