@@ -111,6 +111,7 @@ bench: setup
 	$(PY) bench/report_rec_instacart.py --data online_retail
 	$(PY) bench/report_returns_online_retail.py
 	$(PY) bench/report_forecast_completejourney.py
+	$(PY) bench/bench_anomalies.py
 
 clean-lake:
 	rm -rf lake spark-warehouse metastore_db derby.log

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.utils import AnalysisException
 
 from shopperlake.anomalies import evaluate
 from shopperlake.anomalies.feed import STATUSES, FeedSettings, daily_volumes, judge_days
@@ -138,7 +139,16 @@ def _evaluate(
     scored: pd.Series, forest: pd.DataFrame,
 ) -> None:  # fmt: skip
     root = str(ctx.args.truth).rstrip("/")
-    truth = ctx.spark.read.json(f"{root}/users").toPandas()
+    try:
+        raw = ctx.spark.read.json(f"{root}/users")
+    except AnalysisException as exc:
+        raise InputError(
+            f"--truth {root}: no planted truth there (expected {root}/users and {root}/feed, "
+            "written by `generate --abuse-share`)"
+        ) from exc
+    if not {"user_id", "anomaly_type"} <= set(raw.columns):
+        raise InputError(f"--truth {root}/users lacks user_id / anomaly_type")
+    truth = pd.DataFrame(raw.select("user_id", "anomaly_type").toPandas())
     cases = evaluate.user_cases(scores, flagged, scored, truth)
     k = evaluate.budget_k(s.budget, len(scored))
     boot = BootstrapSettings.from_config(ctx.cfg)

@@ -29,8 +29,9 @@ returns, reviews, cart_units
 sessions, view_only_share    sessions; share of sessions with views and no cart or purchase
 views_per_session            views / sessions
 active_hours                 distinct hours of the day (0-23) with an event
-median_gap_s                 median seconds between consecutive events of a session
-peak_rate                    events per minute of the user's busiest session (10+ events)
+median_gap_s                 median seconds between consecutive browsing events (view, click,
+                             search, cart) of a session: the lines of one order share a time
+peak_rate                    browsing events per minute of the user's busiest session (10+)
 max_orders_1h                most orders placed within any 60 minutes
 return_rate                  returns / purchases (0 without purchases)
 reviews_unpurchased          reviews of items the user had not bought before the review
@@ -74,6 +75,7 @@ RATE_FEATURES = (
 FEATURES = COUNT_FEATURES + RATE_FEATURES
 PLACEHOLDER = re.compile(r"\{([a-z_0-9]+)\}")
 MAD_SCALE, MEAN_AD_SCALE = 1.4826, 1.2533
+BROWSING = ("view", "click", "search", "add_to_cart", "remove_from_cart")
 
 
 @dataclass(frozen=True)
@@ -193,16 +195,20 @@ def user_features(events: DataFrame, as_of: dt.date, s: UserSettings) -> DataFra
         F.countDistinct(F.hour("ts")).alias("active_hours"),
     )
     in_session = w.where(F.col("session_id").isNotNull())
+    # gaps and pace from browsing only: the lines of one order share its time stamp
+    browsing = F.col("event_type").isin(*BROWSING)
     by_session = Window.partitionBy("user_id", "session_id").orderBy("t")
-    gaps = in_session.select(
-        "user_id", (F.col("t") - F.lag("t").over(by_session)).alias("gap")
-    ).where(F.col("gap").isNotNull())
+    gaps = (
+        in_session.where(browsing)
+        .select("user_id", (F.col("t") - F.lag("t").over(by_session)).alias("gap"))
+        .where(F.col("gap").isNotNull())
+    )
     gap_stats = gaps.groupBy("user_id").agg(
         F.percentile_approx("gap", 0.5).cast("double").alias("median_gap_s")
     )
     sessions = in_session.groupBy("user_id", "session_id").agg(
-        F.count(F.lit(1)).alias("n"),
-        (F.max("t") - F.min("t")).alias("span"),
+        F.count(F.when(browsing, 1)).alias("n"),
+        (F.max(F.when(browsing, F.col("t"))) - F.min(F.when(browsing, F.col("t")))).alias("span"),
         F.max(F.when(is_type["view"], 1).otherwise(0)).alias("has_view"),
         F.max(F.when(is_type["add_to_cart"] | is_type["purchase"], 1).otherwise(0)).alias(
             "has_cart"
@@ -272,7 +278,10 @@ def _review_features(history: DataFrame, w: DataFrame) -> DataFrame:
 
 
 def _switch_features(history: DataFrame, recent: dt.date, value: Column) -> DataFrame:
-    sessions = history.where(F.col("session_id").isNotNull())
+    # a source without devices or channels (null) has one pair: never a switch
+    sessions = history.where(F.col("session_id").isNotNull()).withColumns(
+        {c: F.coalesce(F.col(c), F.lit("?")) for c in ("device", "channel")}
+    )
     before = (
         sessions.where(F.col("event_date") < F.lit(recent))
         .select("user_id", "device", "channel")

@@ -134,6 +134,9 @@ def chunk_plan(params: GenParams, users: pd.DataFrame, chunk_id: int) -> pd.Data
             "day": np.minimum(day, params.days - 1),
         }
     )[picked]
+    outage = outage_day(params)  # orders planted on the outage day would never arrive
+    if outage is not None:
+        rows["day"] = np.where(rows["day"] == outage, outage - 1, rows["day"])
     spam = (rows["kind"] == "review_spam").to_numpy()
     ring_day, _, _ = ring_targets(params, 1)
     pick = rng.integers(0, len(ring_day), n)[picked]
