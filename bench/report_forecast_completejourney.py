@@ -1,12 +1,12 @@
 """Demand forecasting on real data: dunnhumby The Complete Journey, the README's protocol.
 
-Ingests the transactions, products and promotions (``make data``) into a fresh lake, prints where every
-line went, runs ``backtest`` for both levels (190 categories with >= 1,000 units in 2017, the
-top 500 products; three 28-day test windows from 2017-10-09, 2017-11-06, 2017-12-04, each
-trained on everything before it), which prints pooled WAPE, mean MASE and interval coverage
+Ingests the transactions, products and promotions (``make data``) into a fresh lake, prints
+where every line went, runs ``backtest`` for both levels (190 categories with >= 1,000 units in
+2017, the top 500 products; three 28-day test windows from 2017-10-09, 2017-11-06, 2017-12-04,
+each trained on everything before it), which prints pooled WAPE, mean MASE and interval coverage
 with bootstrap intervals over series and the paired comparison of the per-series choice with
-every method, and times the local-model fit with 1 and with 2 executor cores (``forecast
---level category`` as of 2017-12-03 in a fresh process each, median of ``--repeats``; the
+every method, and times the local-model fit with 1 and with 2 executor cores (``forecast --level
+category`` as of 2017-12-03 in a fresh process each, median of ``--repeats``; the
 ``fit_seconds`` the job records in ``meta.runs``: fitting, choosing and writing).
 
     .venv/bin/python bench/report_forecast_completejourney.py [--reuse] [--repeats 1]
