@@ -24,7 +24,10 @@ What is planted (for the profile, churn, recommender and anomaly jobs downstream
 - churners (``churn_share``): activity decays linearly to 25 % and stops at a random day
   (``stop_day``, exclusive); bots (``bot_share``): 20 + Poisson(40) views per session, uniform
   hours and items, no clicks, carts or purchases. :func:`planted_users` returns the truth;
-- ``malformed_rate`` of event lines broken on purpose (:data:`MALFORMED_KINDS`).
+- ``malformed_rate`` of event lines broken on purpose (:data:`MALFORMED_KINDS`);
+- with ``abuse_share`` above 0, labelled abuse for the anomaly detectors on top of genuine
+  histories and a purchase-feed outage (:mod:`shopperlake.synthetic.abuse`); the truth goes
+  to ``truth/`` (:func:`write_truth`), never into ``events/``.
 
 Expected volume: about 100 events per non-bot user over 180 days (0.126 sessions per user-day
 of about 5 events, less for churners and late sign-ups), so ``--users 100000 --items 10000
