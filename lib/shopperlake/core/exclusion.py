@@ -62,9 +62,11 @@ def without_flagged(
     if flagged is None:
         metrics["excluded_users"] = 0.0
         return events
-    ids = [r["user_id"] for r in flagged.collect()]
-    metrics["excluded_users"] = float(len(ids))
-    if not ids:
+    flagged = flagged.cache()
+    n = flagged.count()
+    metrics["excluded_users"] = float(n)
+    if n == 0:
         return events
-    log.info("leaving out %d users flagged as %s", len(ids), ", ".join(excluded_types(cfg)))
-    return events.where(~F.col("user_id").isin(ids))
+    log.info("leaving out %d users flagged as %s", n, ", ".join(excluded_types(cfg)))
+    # alerts are capped at a share of the users: small enough to broadcast
+    return events.join(F.broadcast(flagged), "user_id", "left_anti")
