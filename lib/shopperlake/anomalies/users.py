@@ -59,10 +59,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException, ParseException
 
 from shopperlake.core.config import Config
-from shopperlake.core.dates import end_of_day
 from shopperlake.core.errors import ConfigError
+from shopperlake.core.schemas import ANOMALY_TYPES
+from shopperlake.profiles.features import point_in_time, window_start
 
-ANOMALY_TYPES = ("bot", "order_burst", "review_spam", "return_abuse", "account_switch")
 COUNT_FEATURES = (
     "events", "views", "clicks", "carts", "cart_units", "purchases", "orders", "returns",
     "reviews", "sessions", "active_hours", "max_orders_1h", "reviews_unpurchased", "ring_size",
@@ -156,26 +156,16 @@ class UserSettings:
             )  # fmt: skip
 
 
-def _window(events: DataFrame, first: dt.date, last: dt.date) -> DataFrame:
-    return events.where(
-        (F.col("event_date") >= F.lit(first))
-        & (F.col("event_date") <= F.lit(last))
-        & (F.col("ts") < F.lit(end_of_day(last)))
-    )
-
-
 def user_features(events: DataFrame, as_of: dt.date, s: UserSettings) -> DataFrame:
     """One row per user with an event in the window, every column of :data:`FEATURES`."""
-    first = as_of - dt.timedelta(days=s.days - 1)
-    recent = as_of - dt.timedelta(days=s.recent_days - 1)
-    history = events.where(
-        (F.col("event_date") <= F.lit(as_of)) & (F.col("ts") < F.lit(end_of_day(as_of)))
-    ).select(
+    first = window_start(as_of, s.days)
+    recent = window_start(as_of, s.recent_days)
+    history = point_in_time(events, as_of).select(
         "user_id", "session_id", "ts", "event_type", "item_id", "price", "quantity", "order_id",
         "rating", "device", "channel", "event_date",
         F.unix_timestamp("ts").alias("t"),
     )  # fmt: skip
-    w = _window(history, first, as_of).cache()  # read by every aggregation below
+    w = history.where(F.col("event_date") >= F.lit(first)).cache()  # read by every aggregation
     is_type = {t: F.col("event_type") == t for t in
                ("view", "click", "add_to_cart", "purchase", "return", "review")}  # fmt: skip
     value = F.coalesce(F.col("price"), F.lit(0.0)) * F.coalesce(F.col("quantity"), F.lit(1))

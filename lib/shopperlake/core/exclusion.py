@@ -20,20 +20,20 @@ from pyspark.sql import functions as F
 from shopperlake.core.config import Config
 from shopperlake.core.errors import ConfigError
 from shopperlake.core.lake import Lake
+from shopperlake.core.schemas import ANOMALY_TYPES
 
 log = logging.getLogger(__name__)
 TABLE = "gold.user_anomalies"
-TYPES = ("bot", "order_burst", "review_spam", "return_abuse", "account_switch")
 
 
 def excluded_types(cfg: Config) -> tuple[str, ...]:
     value = cfg.get("anomalies.exclude", ["bot"])
     types = tuple(str(t) for t in (value or []))
-    unknown = [t for t in types if t not in TYPES]
+    unknown = [t for t in types if t not in ANOMALY_TYPES]
     if unknown:
         raise ConfigError(
             f"anomalies.exclude: unknown anomaly type(s) {', '.join(unknown)} "
-            f"(known: {', '.join(TYPES)})"
+            f"(known: {', '.join(ANOMALY_TYPES)})"
         )
     return types
 

@@ -27,6 +27,10 @@ EVENT_TYPES = (
     "review",
 )
 
+# What the user detectors flag (gold.user_anomalies.anomaly_type); the generator plants the
+# same types and anomalies.exclude names them.
+ANOMALY_TYPES = ("bot", "order_burst", "review_spam", "return_abuse", "account_switch")
+
 # The canonical event (design.md) plus partition and lineage columns.
 EVENT_FIELDS = StructType(
     [

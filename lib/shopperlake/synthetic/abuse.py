@@ -72,7 +72,6 @@ ANOMALY_TYPE = {
     "review_spam": "review_spam", "return_abuse": "return_abuse",
     "account_switch": "account_switch",
 }  # fmt: skip
-ANOMALY_TYPES = ("bot", "order_burst", "review_spam", "return_abuse", "account_switch")
 ABUSE_DAYS = 21  # abuse starts on one of the last 21 days of the period
 SWITCH_DAYS = 7  # account switches: one of the last 7 days (a takeover is news for a week)
 RING_SIZE = 5
