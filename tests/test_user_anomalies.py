@@ -15,10 +15,12 @@ from pyspark.sql import SparkSession
 
 from shopperlake.anomalies import evaluate
 from shopperlake.anomalies.users import robust_z
+from shopperlake.core.config import load_config
 from shopperlake.core.lake import Lake
 from shopperlake.jobs import run
 from shopperlake.synthetic import abuse
 from shopperlake.synthetic.generate import GenParams, chunk_events, planted_abuse
+from shopperlake.training.model_metrics import BootstrapSettings, metric_row
 from tests.conftest import job_args
 
 AS_OF = dt.date(2024, 3, 10)  # window: 2024-02-12 .. 03-10, recent days 03-04 .. 03-10
@@ -211,6 +213,31 @@ def test_evaluation_by_hand() -> None:
     assert stats["recall"](idx) == 0.5  # a alerted, c not
     assert stats["fpr"](idx) == 0.5  # normal users b and d: b alerted
     assert evaluate.budget_k(0.01, 250) == 3 and evaluate.budget_k(0.01, 300) == 3
+    # one planted spammer (e) among five users: a third of the resamples miss it, so recall
+    # has its point estimate (e is not alerted: 0) and no interval, stored without bounds
+    result = evaluate.evaluate_users(cases, BootstrapSettings(resamples=200))
+    spam = result["review_spam"]["recall"]
+    assert spam.estimate == 0.0 and math.isnan(spam.low) and math.isnan(spam.high)
+    assert "no interval" in str(spam)
+    row = metric_row("anomalies", "v", "rules", "s", "review_spam.recall", 0.0, "r",
+                     dt.datetime(2024, 1, 1), spam)  # fmt: skip
+    assert row[6] is None and row[7] is None
+    # a statistic defined on every resample keeps its interval
+    assert not math.isnan(result["bot"]["precision_at_k"].low)
+    # feed cases: the planted outage is the synthetic source's; CDNOW's purchases of that
+    # day (none expected: the source ended in 1998) are no positive
+    judged = pd.DataFrame({
+        "source": ["synthetic", "cdnow", "synthetic"],
+        "event_date": [dt.date(2024, 6, 24)] * 2 + [dt.date(2024, 6, 25)],
+        "event_type": ["purchase"] * 3, "observed": [0, 0, 90], "expected": [120.0, 0.0, 100.0],
+    })  # fmt: skip
+    planted = pd.DataFrame({"source": ["synthetic"], "date": ["2024-06-24"],
+                            "event_type": ["purchase"]})  # fmt: skip
+    feed = evaluate.feed_cases(judged, planted)
+    assert list(feed["y"]) == [1, 0, 0]
+    assert list(feed["score"]) == pytest.approx([1.0, 0.0, 0.1])  # shortfall 1 - 90/100
+    # a truth without a source (older generated data) counts every source's row of that day
+    assert list(evaluate.feed_cases(judged, planted.drop(columns="source"))["y"]) == [1, 1, 0]
 
 
 PARAMS = GenParams(users=1000, items=300, days=63, seed=5, start_date=dt.date(2024, 1, 1),
@@ -305,3 +332,44 @@ def test_the_isolation_forest_isolates_an_obvious_outlier_first(spark: SparkSess
     top = got.sort_values("forest_score", ascending=False).iloc[0]
     assert top["user_id"] == "far" and top["forest_score"] > 0.7
     assert got["forest_score"].between(0, 1).all()
+
+
+def test_leaving_bots_out_restores_the_item_cf_neighbour_by_hand(spark: SparkSession) -> None:
+    """Item-CF (binary cosine, support >= 2) on four buyers of A (u1, u2 also bought B) and
+    three bots that viewed A and twelve junk items X01..X12. With the bots: cos(A, X) =
+    3 / sqrt(7 * 3) = 0.655 beats cos(A, B) = 2 / sqrt(7 * 2) = 0.535, so the eval users u3, u4
+    (bought A, later B) get the twelve Xs first and B at rank 13: recall@10 = 0. Without them:
+    cos(A, B) = 2 / sqrt(4 * 2) = 0.707, B first: recall@10 = NDCG@10 = 1."""
+    from shopperlake.rec.exclusion_impact import BASE, exclusion_impact
+    from shopperlake.rec.params import RecParams
+    from shopperlake.training.model_metrics import BootstrapSettings
+
+    def event(user: str, item: str, kind: str, day: str) -> tuple[object, ...]:
+        d = dt.date.fromisoformat(day)
+        return (user, item, kind, d, dt.datetime.combine(d, dt.time(12)))
+
+    rows = [event(u, "A", "purchase", "2024-03-01") for u in ("u1", "u2", "u3", "u4")]
+    rows += [event(u, "B", "purchase", "2024-03-01") for u in ("u1", "u2")]
+    rows += [event(u, "B", "purchase", "2024-03-07") for u in ("u3", "u4")]  # the holdout
+    junk = [f"X{i:02d}" for i in range(1, 13)]
+    rows += [event(b, i, "view", "2024-03-02") for b in ("b1", "b2", "b3") for i in ["A", *junk]]
+    events = spark.createDataFrame(
+        rows, "user_id string, item_id string, event_type string, event_date date, ts timestamp"
+    )
+    catalog = spark.createDataFrame(
+        [(i, None, 1.0) for i in ["A", "B", *junk]], "item_id string, category string, price double"
+    )
+    params = RecParams.from_config(load_config("local").require("recommender"))
+    bots = spark.createDataFrame([("b1",), ("b2",), ("b3",)], "user_id string")
+    impact = exclusion_impact(
+        spark, events, catalog, params, dt.date(2024, 3, 5), dt.date(2024, 3, 10),
+        spark.createDataFrame([("u3",), ("u4",)], "user_id string"), {"without bots": bots},
+        1.0, BootstrapSettings(resamples=20),
+    )  # fmt: skip
+    assert impact.users == 2
+    with_bots, without = impact.values[BASE]["itemcf"], impact.values["without bots"]["itemcf"]
+    assert list(with_bots["user_id"]) == ["u3", "u4"]
+    assert list(with_bots["recall@10"]) == [0.0, 0.0]
+    assert list(without["recall@10"]) == [1.0, 1.0] and list(without["ndcg@10"]) == [1.0, 1.0]
+    diff = impact.comparisons[("itemcf", "without bots")].differences["itemcf, " + BASE]
+    assert diff["recall@10"].estimate == 1.0

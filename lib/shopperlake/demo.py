@@ -1,12 +1,13 @@
 """``make demo``: the embedded default end to end on one machine.
 
-Generates a synthetic clickstream, ingests it and the real CDNOW transactions into a local
-Delta lake (``./lake``), runs profiles, segments, churn and the recommender on the synthetic
-shop, then ingests the real Online Retail II order lines (``make data``), builds their profiles
-and segments, trains and scores the return model on them, ingests The Complete Journey and
-forecasts its categories' demand, and prints what was written. Every
-step is the same job entry point ``submit.sh`` runs, called in this process with one shared
-local Spark session.
+Generates a synthetic clickstream (with 1 % planted abuse and a feed outage), ingests it and
+the real CDNOW transactions into a local Delta lake (``./lake``), detects anomalous feeds and
+users (against the planted truth; bots are then left out downstream), runs profiles,
+segments, churn and the recommender on the synthetic shop, then ingests the real Online
+Retail II order lines (``make data``), builds their profiles and segments, trains and scores
+the return model on them, ingests The Complete Journey and forecasts its categories' demand,
+and prints what was written. Every step is the same job entry point ``submit.sh`` runs,
+called in this process with one shared local Spark session.
 """
 
 from __future__ import annotations
@@ -76,12 +77,19 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
                 "42",
                 "--start-date",
                 args.start_date,
+                "--abuse-share",
+                "0.01",
                 "--output",
                 raw,
             ],
         ),
         Step("ingest synthetic", ingest, [*common, "--source", "synthetic", "--input", raw]),
         Step("ingest CDNOW (lifetimes package)", ingest, [*common, "--source", "cdnow"]),
+        Step(
+            "detect anomalies (feeds, users; scored against the planted truth)",
+            "detect_anomalies",
+            [*common, "--as-of", as_of(args), "--truth", f"{raw}/truth"],
+        ),
         Step("build profiles", build_profiles, [*common, *day]),
         Step("build segments", build_segments, [*common, *day, "--quiet"]),
         Step(
@@ -263,6 +271,7 @@ def summary(lake: Lake) -> str:
                 + ", ".join(f"{r['item_id']}({r['source']})" for r in items[:6])
                 + " ..."
             )
+    out += anomalies_summary(lake)
     out += returns_summary(lake)
     out += forecast_summary(lake)
     if lake.exists("meta.runs"):
@@ -287,6 +296,31 @@ def segments_summary(seg: DataFrame, day: Any) -> list[str]:
     out.append("  clusters:")
     for r in clusters.collect():
         out.append(f"  {r['cluster_id']!s:>3} {r['count']:>7,}  {r['cluster_description']}")
+    return out
+
+
+def anomalies_summary(lake: Lake) -> list[str]:
+    """Alerts per type of the latest gold.user_anomalies run with the top alert's reasons,
+    and every day of gold.feed_anomalies that is not ok."""
+    out: list[str] = []
+    if lake.exists("gold.user_anomalies"):
+        alerts = lake.read("gold.user_anomalies")
+        day = first_value(alerts.agg(F.max("as_of")))
+        rows = alerts.where(F.col("as_of") == F.lit(day)).orderBy("anomaly_type", "rank").collect()
+        out += ["", f"gold.user_anomalies as of {day}: {len(rows):,} alerts (the top one of each):"]
+        for r in rows:
+            if r["rank"] == 1:
+                n = sum(1 for x in rows if x["anomaly_type"] == r["anomaly_type"])
+                out.append(f"  {r['anomaly_type']:<15}{n:>4}  e.g. {r['user_id']}: "
+                           f"{'; '.join(r['reasons'])}")  # fmt: skip
+    if lake.exists("gold.feed_anomalies"):
+        feed = lake.read("gold.feed_anomalies").where(F.col("status") != "ok")
+        out += ["", "gold.feed_anomalies, days not ok:"]
+        for r in feed.orderBy("event_date", "source", "event_type").collect():
+            expected = "-" if r["expected"] is None else f"{r['expected']:,.0f}"
+            out.append(f"  {r['event_date']} {r['source']:<14}{r['event_type']:<14}"
+                       f"{r['status']:<8} observed {r['observed']:,}, "
+                       f"expected {expected}")  # fmt: skip
     return out
 
 

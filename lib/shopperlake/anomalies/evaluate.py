@@ -26,7 +26,13 @@ import numpy as np
 import pandas as pd
 
 from shopperlake.anomalies.users import ANOMALY_TYPES
-from shopperlake.training.bootstrap import Interval, interval, metric_stat, paired_difference
+from shopperlake.training.bootstrap import (
+    IndexStat,
+    Interval,
+    interval,
+    metric_stat,
+    paired_difference,
+)
 from shopperlake.training.metrics import pr_auc
 from shopperlake.training.model_metrics import BootstrapSettings
 
@@ -99,18 +105,39 @@ def evaluate_users(cases: pd.DataFrame, boot: BootstrapSettings) -> dict[str, di
             continue
         out[t] = {"positives": stats["positives"]}
         for m in METRICS:
-            out[t][m] = interval(stats[m], n, n_resamples=boot.resamples, seed=boot.seed,
-                                 level=boot.level)  # fmt: skip
+            out[t][m] = bounded(stats[m], n, boot)
     return out
 
 
+def bounded(stat: IndexStat, n: int, boot: BootstrapSettings, other: IndexStat | None = None
+            ) -> Interval:  # fmt: skip
+    """The bootstrap interval of ``stat`` (of ``stat - other``, paired, when given), or its
+    point estimate alone (NaN bounds) where too few planted users make the statistic undefined
+    on many resamples: a small shop may plant two switchers, which no interval can bound."""
+    opts: dict[str, Any] = {"n_resamples": boot.resamples, "seed": boot.seed, "level": boot.level}
+    try:
+        if other is None:
+            return interval(stat, n, **opts)
+        return paired_difference(stat, other, n, **opts)
+    except ValueError:
+        every = np.arange(n)
+        value = float(stat(every)) - (float(other(every)) if other is not None else 0.0)
+        return Interval(value, math.nan, math.nan, boot.level, 0)
+
+
 def feed_cases(judged: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
-    """``judged`` rows (event_date, event_type, observed, expected) with ``y`` and ``score``."""
-    planted = {(str(d), t) for d, t in zip(truth["date"], truth["event_type"], strict=True)}
+    """``judged`` rows (source, event_date, event_type, observed, expected) with ``y`` and
+    ``score``. A truth row names the source it was planted in (``source``; null or absent: any
+    source), so another source's events of the same type and day are no positives."""
+    sources = truth["source"] if "source" in truth else pd.Series([None] * len(truth))
+    planted = {
+        (s if isinstance(s, str) else None, str(d), t)
+        for s, d, t in zip(sources, truth["date"], truth["event_type"], strict=True)
+    }
     out = judged.copy()
     out["y"] = [
-        int((str(d), t) in planted)
-        for d, t in zip(out["event_date"], out["event_type"], strict=True)
+        int((src, str(d), t) in planted or (None, str(d), t) in planted)
+        for src, d, t in zip(out["source"], out["event_date"], out["event_type"], strict=True)
     ]
     expected = pd.to_numeric(out["expected"], errors="coerce").fillna(0.0).to_numpy()
     observed = out["observed"].to_numpy(dtype=np.float64)
@@ -147,12 +174,9 @@ def forest_comparison(
             p_rules = cases[f"score_{t}"].to_numpy()
         forest_stat = metric_stat(pr_auc, y, p_forest)
         rules_stat = metric_stat(pr_auc, y, p_rules)
-        r, seed, level = boot.resamples, boot.seed, boot.level
         out[t] = {
-            "isolation_forest": interval(forest_stat, n, n_resamples=r, seed=seed, level=level),
-            "rules+robust_z": interval(rules_stat, n, n_resamples=r, seed=seed, level=level),
-            "difference": paired_difference(
-                forest_stat, rules_stat, n, n_resamples=r, seed=seed, level=level
-            ),
+            "isolation_forest": bounded(forest_stat, n, boot),
+            "rules+robust_z": bounded(rules_stat, n, boot),
+            "difference": bounded(forest_stat, n, boot, other=rules_stat),
         }
     return out

@@ -170,8 +170,7 @@ def _evaluate(
     for t, c in evaluate.forest_comparison(cases, forest, boot).items():
         d = c["difference"]
         print(f"  {t:<15} forest {c['isolation_forest']}, rules+robust_z {c['rules+robust_z']}, "
-              f"forest - rules {d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}] "
-              f"{verdict(d)}", flush=True)  # fmt: skip
+              f"forest - rules {d} {verdict(d)}", flush=True)  # fmt: skip
         # the rules' own per-type PR-AUC is already a row; "any" is new for both
         for algo in ("isolation_forest", "rules+robust_z")[: 2 if t == "any" else 1]:
             ci = c[algo]
@@ -180,7 +179,9 @@ def _evaluate(
         out.append(metric_row("anomalies", str(ctx.as_of), "isolation_forest", split,
                               f"{t}.pr_auc", d.estimate, ctx.run.run_id, at, d,
                               reference="rules+robust_z"))  # fmt: skip
-    feed_truth = ctx.spark.read.schema("date string, event_type string").json(f"{root}/feed")
+    feed_truth = ctx.spark.read.schema("source string, date string, event_type string").json(
+        f"{root}/feed"
+    )
     judged = ctx.lake.read(FEED).where(F.col("event_date") <= F.lit(ctx.as_of)).toPandas()
     feed = evaluate.feed_cases(judged, feed_truth.toPandas())
     if feed["y"].sum() > 0:

@@ -783,20 +783,22 @@ def write_dataset(spark: SparkSession, params: GenParams, output: str) -> dict[s
 
 def write_truth(spark: SparkSession, params: GenParams, output: str) -> None:
     """``truth/users`` (one JSON line per planted user: user_id, kind, anomaly_type, date, ring)
-    and ``truth/feed`` (the planted outage: date, event_type), beside ``events/`` but never read
-    by ingest."""
+    and ``truth/feed`` (the planted outage: source, date, event_type), beside ``events/`` but
+    never read by ingest."""
     root = output.rstrip("/")
     plan = planted_abuse(params)[["user_id", "kind", "anomaly_type", "date", "ring"]]
     spark.createDataFrame(plan).coalesce(1).write.mode("overwrite").json(f"{root}/truth/users")
     day = abuse.outage_day(params)
     feed = pd.DataFrame(
         {
+            # the files are ingested as source `synthetic` (conf/sources/synthetic.yaml)
+            "source": [] if day is None else ["synthetic"],
             "date": [] if day is None else [str(params.start_date + dt.timedelta(days=day))],
             "event_type": [] if day is None else [abuse.OUTAGE_TYPE],
         },
         dtype=object,
     )
-    schema = "date string, event_type string"
+    schema = "source string, date string, event_type string"
     spark.createDataFrame(feed, schema).coalesce(1).write.mode("overwrite").json(
         f"{root}/truth/feed"
     )

@@ -45,6 +45,8 @@ class Interval:
         return self.low > 0 or self.high < 0
 
     def __str__(self) -> str:
+        if math.isnan(self.low) or math.isnan(self.high):
+            return f"{self.estimate:.4f} [no interval: too few units]"
         return f"{self.estimate:.4f} [{self.low:.4f}, {self.high:.4f}]"
 
 

@@ -10,6 +10,7 @@ A row whose ``reference`` is null holds a metric's value; a row with a reference
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -118,8 +119,11 @@ def metric_row(
     ci: Interval | None = None,
     reference: str | None = None,
 ) -> tuple[Any, ...]:
-    """One ``gold.model_metrics`` row in schema order."""
+    """One ``gold.model_metrics`` row in schema order (an interval without bounds, NaN, is
+    stored without them: null)."""
     low, high = (ci.low, ci.high) if ci is not None else (None, None)
+    if low is not None and high is not None and (math.isnan(low) or math.isnan(high)):
+        low, high = None, None
     value = float(value)
     return (model, version, algorithm, split, metric, value, low, high, reference, at, run_id)
 
