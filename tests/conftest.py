@@ -3,9 +3,13 @@ folder per test."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
+import shutil
 import sys
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -49,3 +53,27 @@ def job_args(lake_root: str, *args: str) -> list[str]:
 
 
 TEST_SETS = [f"--set={o}" for o in TEST_OVERRIDES]
+
+
+def split_by_day(raw: Path, out: Path, days: Sequence[dt.date]) -> dict[str, Counter[str]]:
+    """A generated dataset (``generate --output raw``) as daily deliveries: ``out/history``
+    holds the events before ``days[0]``, ``out/<day>`` each day's events, every folder the
+    items and users. Returns the events per user of each day's folder (counted here, from the
+    files). Generate with ``generate.malformed_rate=0``: every line must be a valid event."""
+    keys = [d.isoformat() for d in days]
+    lines: dict[str, list[str]] = {"history": [], **{k: [] for k in keys}}
+    users: dict[str, Counter[str]] = {k: Counter() for k in keys}
+    for part in sorted((raw / "events").glob("part-*")):
+        for line in part.read_text(encoding="utf-8").splitlines():
+            event = json.loads(line)
+            day = str(event["ts"])[:10]
+            key = day if day in users else "history"
+            lines[key].append(line)
+            if key in users:
+                users[key][event["user_id"]] += 1
+    for key, rows in lines.items():
+        (out / key / "events").mkdir(parents=True)
+        (out / key / "events" / "part-0.txt").write_text("\n".join(rows) + "\n", "utf-8")
+        for entity in ("items", "users"):
+            shutil.copytree(raw / entity, out / key / entity)
+    return users

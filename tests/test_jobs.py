@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_every_job_has_an_entry_file_of_at_most_8_lines_and_no_file_is_orphaned() -> None:
     files = {p.stem for p in (REPO / "jobs").glob("*.py")}
-    assert files == set(JOBS)
+    # backfill runs registered jobs (the daily chain per day); it is not one itself
+    assert files == set(JOBS) | {"backfill"}
     for name in JOBS:
         text = (REPO / "jobs" / f"{name}.py").read_text()
         assert len(text.splitlines()) <= 8

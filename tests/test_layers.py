@@ -33,6 +33,8 @@ LAYERS = {
     "jobs": 8,
     "schedule": 9,
     "demo": 9,
+    # runs the schedule's daily chain for a range of days
+    "backfill": 10,
 }
 
 

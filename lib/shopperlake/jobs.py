@@ -104,6 +104,8 @@ def listing() -> str:
             lines.append(f"    builds on demand: {', '.join(job.builds)}")
     for (name, model), target in ALIASES.items():
         lines.append(f"{name} --model {model}: alias of {target}")
+    lines.append("backfill: the daily chain (the daily DAG's tasks) for each day of --from .. --to,"
+                 " skipping what is unchanged (lib/shopperlake/backfill.py)")  # fmt: skip
     return "\n".join(lines)
 
 
