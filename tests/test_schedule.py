@@ -58,3 +58,23 @@ def test_dependencies_point_at_earlier_tasks() -> None:
     weekly = {t.task_id: t for t in weekly_training_tasks("l")}
     assert weekly["train_churn"].upstream == ("training_set_churn",)
     assert weekly["train_propensity"].upstream == ("training_set_propensity",)
+
+
+def test_the_dags_json_is_generated_from_the_declarations() -> None:
+    """dags/shopperlake_pipelines.json (what Airflow reads) is this module's current output."""
+    import json
+
+    from shopperlake.schedule import airflow_spec
+
+    committed = json.loads((REPO / "dags" / "shopperlake_pipelines.json").read_text("utf-8"))
+    assert (
+        committed == airflow_spec()
+    ), "regenerate: python -m shopperlake.schedule > dags/shopperlake_pipelines.json"
+    daily = committed["dags"][0]
+    assert daily["dag_id"] == "shopperlake_daily" and daily["depends_on_past"] is True
+    ingest = daily["tasks"][0]["bash_command"]
+    assert ingest == (
+        "cd {{ shopperlake('home', ds) }} && ./submit.sh ingest --env {{ shopperlake('env', ds) }}"
+        " --source {{ shopperlake('source', ds) }} --input {{ shopperlake('input', ds) }}"
+        " --lake {{ shopperlake('lake', ds) }} --as-of {{ ds }}"
+    )

@@ -1,14 +1,21 @@
 """The pipelines as data: which job runs with which arguments; the order comes from the jobs'
 declarations (a task runs after every earlier task whose job writes a table its job reads).
 
-``dags/shopperlake_daily.py`` turns this into Airflow DAGs of BashOperators calling
-``submit.sh``; tests check it against the job registry without needing Airflow.
+``python -m shopperlake.schedule > dags/shopperlake_pipelines.json`` writes the DAGs as JSON
+(each task's ``submit.sh`` command and upstream tasks); ``dags/shopperlake_daily.py`` turns
+that file into Airflow DAGs of BashOperators, so Airflow parses the DAGs without importing
+this package (or Spark). Tests check the tasks against the job registry and the JSON against
+this module.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
+from typing import Any
 
 from shopperlake.jobs import JOBS
 
@@ -90,3 +97,48 @@ def maintenance_tasks(lake: str) -> list[Task]:
     """Weekly: expire old partitions (config), compact and Z-order, VACUUM at the safe
     retention."""
     return wired([Task("maintain", "maintain", ("--lake", lake, "--as-of", AS_OF))])
+
+
+def _setting(name: str) -> str:
+    """A Jinja expression Airflow renders when a task runs: the ``shopperlake`` macro of
+    ``dags/shopperlake_daily.py`` reads Airflow Variable ``shopperlake_<name>``."""
+    return "{{ shopperlake('" + name + "', ds) }}"
+
+
+HOME, LAKE, ENV, SOURCE, INPUT = (_setting(n) for n in ("home", "lake", "env", "source", "input"))
+# dag_id, cron schedule (UTC), tasks, depends_on_past
+DAGS: tuple[tuple[str, str, Callable[[], list[Task]], bool], ...] = (
+    ("shopperlake_daily", "0 3 * * *", lambda: daily_tasks(SOURCE, INPUT, LAKE), True),
+    ("shopperlake_weekly_training", "0 5 * * 0", lambda: weekly_training_tasks(LAKE), False),
+    # Saturday, away from the daily chain and the Sunday retraining
+    ("shopperlake_weekly_maintenance", "0 6 * * 6", lambda: maintenance_tasks(LAKE), False),
+)
+
+
+def airflow_spec() -> dict[str, Any]:
+    """The DAGs as ``dags/shopperlake_pipelines.json`` holds them: per DAG its id, schedule,
+    ``depends_on_past`` and tasks (id, bash command run from the checkout, upstream ids)."""
+    return {
+        "generated_by": "python -m shopperlake.schedule > dags/shopperlake_pipelines.json",
+        "dags": [
+            {
+                "dag_id": dag_id,
+                "schedule": schedule,
+                "depends_on_past": depends_on_past,
+                "tasks": [
+                    {
+                        "task_id": t.task_id,
+                        "bash_command": f"cd {HOME} && {t.command(env=ENV)}",
+                        "upstream": list(t.upstream),
+                    }
+                    for t in tasks()
+                ],
+            }
+            for dag_id, schedule, tasks, depends_on_past in DAGS
+        ],
+    }
+
+
+if __name__ == "__main__":
+    json.dump(airflow_spec(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
