@@ -129,6 +129,9 @@ bench: setup
 	$(PY) bench/report_returns_online_retail.py
 	$(PY) bench/report_forecast_completejourney.py
 	$(PY) bench/bench_anomalies.py
+	$(PY) bench/report_bot_exclusion.py --users 10000 --bot-share 0.05 --abuse-share 0.05 \
+	  --alert-budget 0.1
+	$(PY) bench/report_feed_outages.py
 
 clean-lake:
 	rm -rf lake spark-warehouse metastore_db derby.log
