@@ -28,12 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType
 
-from shopperlake.core.cli import base_parser, parse_date
+from shopperlake.core.cli import base_parser, parse_date, recorded_params
 from shopperlake.core.config import load_config
 from shopperlake.core.errors import InputError, ShopperLakeError
 from shopperlake.core.lake import Lake
@@ -102,43 +100,21 @@ def params_of(job: str, argv: list[str]) -> dict[str, Any]:
     spec = resolve(job, argv)
     parser = base_parser(spec.name, spec.description)
     spec.add_args(parser)
-    values = vars(parser.parse_args(argv))
-    params = {k: ("<redacted>" if k in spec.redact and v else v) for k, v in values.items()}
+    params = recorded_params(spec, parser.parse_args(argv))
     out: dict[str, Any] = json.loads(json.dumps(params, sort_keys=True, default=str))
     return {k: v for k, v in out.items() if k not in IGNORED_PARAMS}
 
 
 def unchanged(lake: Lake, table: str, version: int, day: dt.date) -> bool:
     """True when ``table`` holds the same data at version ``version`` and now, for a job as of
-    ``day``: no later commit added or removed data files, or all that did were in date
-    partitions after ``day``. Missing log files (cleaned up) count as a change."""
+    ``day``: no later commit changed data, or all that did were in date partitions after
+    ``day``. Unreadable history (log files cleaned up) counts as a change."""
     if table not in lake.tables() or not lake.exists(table):
         return False
-    current = lake.version(table)
-    if current is None or current < version:
+    changed = lake.changed_dates_since(table, version)
+    if changed is None:
         return False
-    if current == version:
-        return True
-    spec = lake.spec(table)
-    dates = {f.name for f in spec.schema.fields if isinstance(f.dataType, DateType)}
-    part = next((c for c in spec.partition_by if c in dates), None)
-    paths = [
-        f"{lake.location(table)}/_delta_log/{v:020d}.json" for v in range(version + 1, current + 1)
-    ]
-    try:
-        lines = [r[0] for r in lake.spark.read.text(paths).select(F.col("value")).collect()]
-    except AnalysisException:  # a log file cleaned up: cannot tell, so changed
-        return False
-    for line in lines:
-        action = json.loads(line)
-        for kind in ("add", "remove"):
-            file = action.get(kind)
-            if file is None or not file.get("dataChange", True):
-                continue  # OPTIMIZE and the like rewrite files without changing data
-            value = (file.get("partitionValues") or {}).get(part) if part else None
-            if value is None or value <= day.isoformat():
-                return False
-    return True
+    return all(value is not None and value > day.isoformat() for value in changed)
 
 
 def done_before(lake: Lake, step: Step) -> str | None:

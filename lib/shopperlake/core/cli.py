@@ -96,6 +96,11 @@ def one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def recorded_params(spec: Job, args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed arguments as ``meta.runs.params`` records them (``spec.redact`` hidden)."""
+    return {k: ("<redacted>" if k in spec.redact and v else v) for k, v in vars(args).items()}
+
+
 def job_main(
     spec: Job, argv: Sequence[str] | None = None, spark: SparkSession | None = None
 ) -> int:
@@ -115,8 +120,7 @@ def job_main(
         cfg = load_config(args.env, args.set)
         session = spark or build_session(cfg, f"shopperlake-{job}")
         lake = Lake.from_config(session, cfg, args.lake)
-        params = {k: ("<redacted>" if k in spec.redact and v else v) for k, v in vars(args).items()}
-        run = RunRecorder(job=job, params=params, env=cfg.env, as_of=as_of)
+        run = RunRecorder(job=job, params=recorded_params(spec, args), env=cfg.env, as_of=as_of)
         lake.lineage = run
         lake.declared = (job, frozenset(spec.reads), frozenset(spec.writes))
         lake.writers = WRITERS

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fnmatch
+import json
 import logging
 import os
 import re
@@ -454,6 +455,36 @@ class Lake:
         if self.version(name) == before:
             return 0
         return int(self.last_commit_metrics(name).get("numDeletedRows", 0))
+
+    def changed_dates_since(self, name: str, version: int) -> set[str | None] | None:
+        """The date partitions (``YYYY-MM-DD``) whose data changed after ``version``: the
+        partition value of every add or remove action with ``dataChange`` in the Delta log's
+        later commits (compaction rewrites files without changing data and is ignored). An
+        element None: a change outside a date partition (unpartitioned table, or no date
+        partition column). Returns None when a commit's log file is gone (cleaned up after a
+        checkpoint): the changes cannot be told."""
+        current = self.version(name)
+        if current is None or current < version:
+            return None
+        spec = self.spec(name)
+        dates = {f.name for f in spec.schema.fields if f.dataType.typeName() == "date"}
+        part = next((c for c in spec.partition_by if c in dates), None)
+        if current == version:
+            return set()
+        log = f"{spec.location}/_delta_log"
+        paths = [f"{log}/{v:020d}.json" for v in range(version + 1, current + 1)]
+        try:
+            lines = [r[0] for r in self.spark.read.text(paths).collect()]
+        except AnalysisException:
+            return None
+        changed: set[str | None] = set()
+        for line in lines:
+            action = json.loads(line)
+            for kind in ("add", "remove"):
+                file = action.get(kind)
+                if file is not None and file.get("dataChange", True):
+                    changed.add((file.get("partitionValues") or {}).get(part) if part else None)
+        return changed
 
     def partition_files(self, name: str) -> dict[tuple[tuple[str, str], ...], int]:
         """Data files of the latest version per partition (its ``(column, value)`` pairs, from
