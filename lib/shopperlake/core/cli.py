@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 from shopperlake.core.config import Config, load_config
 from shopperlake.core.errors import InputError, ShopperLakeError
 from shopperlake.core.lake import Lake
+from shopperlake.core.quality import configured, enforce, failed_errors, gate_error
 from shopperlake.core.runlog import RunRecorder
 from shopperlake.core.session import build_session
 
@@ -133,8 +134,17 @@ def job_main(
             as_of=as_of,
             builds=spec.builds,
         )
+        gates = configured(cfg.get("quality"), lake.tables())
         with lake.transaction():
             spec.body(ctx)
+            # quality gates on what the body wrote: a failed `error` check rolls it all back
+            run.quality = enforce(lake, gates, lake.written(), as_of)
+            failures = failed_errors(run.quality)
+            if failures:
+                raise gate_error(failures)
+            warned = [r for r in run.quality if r.status == "fail"]
+            if warned:
+                run.metrics["quality.warnings"] = float(len(warned))
         lake.lineage = None
         lake.declared = None
         run.finish(lake, "success")

@@ -33,6 +33,7 @@ OPEN_MAPS = frozenset(
         "retention.rules",
         "recommender.event_weights",
         "maintenance.expire_after_days",
+        "quality.tables",
     }
 )
 
@@ -44,6 +45,7 @@ DOTTED_KEY_MAPS = frozenset(
         "lake.locations",
         "catalog",
         "maintenance.expire_after_days",
+        "quality.tables",
     }
 )
 

@@ -421,6 +421,11 @@ class Lake:
                 for name, before in done.items():
                     self._txn[-1].setdefault(name, before)
 
+    def written(self) -> dict[str, int | None]:
+        """Tables written so far inside the innermost open transaction -> their version when
+        it started (None: created inside it)."""
+        return dict(self._txn[-1]) if self._txn else {}
+
     # -- maintenance ---------------------------------------------------------------------------
     def snapshot_files(self, name: str) -> tuple[int, int]:
         """(data files, bytes) of the table's latest version."""

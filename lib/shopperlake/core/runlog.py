@@ -7,12 +7,15 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Row
 
 from shopperlake.core.lake import Lake
-from shopperlake.core.schemas import RUNS
+from shopperlake.core.schemas import QUALITY_CHECKS, RUNS
+
+if TYPE_CHECKING:
+    from shopperlake.core.quality import CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class RunRecorder:
     inputs: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    quality: list[CheckResult] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.run_id:
@@ -73,8 +77,29 @@ class RunRecorder:
             error=error,
             run_date=self.started_at.date(),
         )
+        checks = [
+            Row(
+                run_id=self.run_id,
+                job=self.job,
+                as_of=self.as_of,
+                table_name=r.table,
+                check=r.check,
+                level=r.level,
+                status=r.status,
+                observed=r.observed,
+                expected=r.expected,
+                scope=r.scope,
+                checked_at=finished,
+                run_date=self.started_at.date(),
+            )
+            for r in self.quality
+        ]
         saved, lake.lineage = lake.lineage, None
         try:
+            if checks:
+                lake.append(
+                    "meta.quality_checks", lake.spark.createDataFrame(checks, QUALITY_CHECKS)
+                )
             lake.append("meta.runs", lake.spark.createDataFrame([row], RUNS))
         finally:
             lake.lineage = saved

@@ -468,6 +468,25 @@ ERASURES = StructType(
 )
 SCHEMAS.update({"erasures": ERASURES})
 
+# One row per quality-gate check of a job run (shopperlake.core.quality).
+QUALITY_CHECKS = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("job", StringType(), False),
+        StructField("as_of", DateType(), True),
+        StructField("table_name", StringType(), False),
+        StructField("check", StringType(), False),
+        StructField("level", StringType(), False),
+        StructField("status", StringType(), False),
+        StructField("observed", StringType(), True),
+        StructField("expected", StringType(), True),
+        StructField("scope", StringType(), True),
+        StructField("checked_at", TimestampType(), False),
+        StructField("run_date", DateType(), False),
+    ]
+)
+SCHEMAS.update({"quality_checks": QUALITY_CHECKS})
+
 # -- gold: demand forecasting (forecast, backtest) ---------------------------------------------
 
 # One row per series, as-of date and target day: point forecast and conformal intervals of
