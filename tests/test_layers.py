@@ -29,6 +29,8 @@ LAYERS = {
     "rec": 4,
     # capabilities built on the tabular-classifier pieces of churn
     "returns": 5,
+    # the analysts' report reads every table and the registry's stored test predictions
+    "report": 6,
     # the application layer: the job registry, the schedule, the demo
     "jobs": 8,
     "schedule": 9,

@@ -30,6 +30,7 @@ from shopperlake.ops.maintain import MAINTAIN
 from shopperlake.profiles.job import BUILD_PROFILES
 from shopperlake.rec.job import MODEL as RECOMMENDER
 from shopperlake.rec.job import SCORE_RECOMMENDER, TRAIN_RECOMMENDER
+from shopperlake.report.job import REPORT
 from shopperlake.returns.score import SCORE_RETURNS
 from shopperlake.returns.spec import MODEL as RETURNS
 from shopperlake.returns.train import TRAIN_RETURNS
@@ -59,13 +60,14 @@ JOBS: dict[str, Job] = {
         QUERY,
         MAINTAIN,
         ERASE,
+        REPORT,
     )
 }
 WRITERS.update(
     {
         name: job.writes
         for name, job in JOBS.items()
-        if job.name not in {"query", "maintain", "erase"}
+        if job.name not in {"query", "maintain", "erase", "report"}
     }
 )
 # (job, --model value) → the job that value names
