@@ -6,8 +6,9 @@ users (against the planted truth; bots are then left out downstream), runs profi
 segments, churn and the recommender on the synthetic shop, then ingests the real Online
 Retail II order lines (``make data``), builds their profiles and segments, trains and scores
 the return model on them, ingests The Complete Journey and forecasts its categories' demand,
-and prints what was written. Every step is the same job entry point ``submit.sh`` runs,
-called in this process with one shared local Spark session.
+prints what was written and ends with the HTML report of the synthetic shop's day (its
+path). Every step is the same job entry point ``submit.sh`` runs, called in this process
+with one shared local Spark session.
 """
 
 from __future__ import annotations
@@ -430,7 +431,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         print(f"    done in {time.monotonic() - started:.1f}s", flush=True)
     print(summary(Lake.from_config(spark, load_config(args.env), args.lake)))
-    return 0
+    # last: the analysts' HTML report of the synthetic shop's day (it prints its path)
+    print("==> write the HTML report", flush=True)
+    common = ["--lake", args.lake, "--env", args.env, "--log-level", "WARNING"]
+    return run("report", [*common, "--as-of", as_of(args)], spark=spark)
 
 
 if __name__ == "__main__":
