@@ -5,6 +5,7 @@ hand below), scoped to the partitions a write changed, and a real job rolled bac
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import pytest
@@ -144,7 +145,9 @@ def test_error_gate_rolls_the_job_back_and_warn_gate_lets_it_finish(
     lake_root: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="shopperlake.progress")
     # Day 1: one event priced 10.0; a warn gate asks for prices <= 5.
     raw = write_custom(tmp_path, [CUSTOM_LINES[0][0]])
     warn = "quality.tables.bronze.events=[{check: range, column: price, max: 5, level: warn}]"
@@ -152,6 +155,13 @@ def test_error_gate_rolls_the_job_back_and_warn_gate_lets_it_finish(
     assert run_ingest(lake_root, *args, "--set", warn) == 0
     ok = last_run(lake)
     assert ok.status == "success" and ok.metrics["quality.warnings"] == 1.0
+    # the job logged its stages: the events file (1 line read), then the gates (1 check)
+    stages = [r.getMessage() for r in caplog.records if r.name == "shopperlake.progress"]
+    assert stages[0].startswith(f"ingest stage 1 events from {raw}") and stages[0].endswith(
+        " s, 1 rows"
+    )
+    assert stages[-1].startswith("ingest stage") and "quality gates done in" in stages[-1]
+    assert stages[-1].endswith(" s, 1 rows")
     checks = lake.read("meta.quality_checks").where(F.col("run_id") == ok.run_id).collect()
     assert [(c.table_name, c.check, c.level, c.status) for c in checks] == [
         ("bronze.events", "range(price)", "warn", "fail")

@@ -288,25 +288,30 @@ def body(ctx: JobContext) -> None:
     registry = Registry.from_config(ctx.cfg, lake.root)
     mv = registry.new_version(spec.name)
     cache_dir = Storage.from_config(ctx.cfg, lake.root).cache
+    progress = ctx.progress
     try:
-        dnn = train_dnn(
-            spark,
-            frames["train"],
-            frames["validation"],
-            len(names),
-            params,
-            str(cache_dir),
-            checkpoint_dir=str(mv.path / "checkpoints"),
-        )
+        with progress.stage(f"DNN on Horovod x{params.num_proc} (Petastorm)") as stage:
+            stage.rows = counts.get(("train", 0), 0) + counts.get(("train", 1), 0)
+            dnn = train_dnn(
+                spark,
+                frames["train"],
+                frames["validation"],
+                len(names),
+                params,
+                str(cache_dir),
+                checkpoint_dir=str(mv.path / "checkpoints"),
+            )
         scored: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {"dnn": {}}
         users = {split: split_users(frames[split]) for split in SPLITS}
-        for split in SPLITS:
-            scored["dnn"][split] = collect_scores(predict_column(spark, frames[split], dnn))
-        predicted = baselines.fit_predict(
-            frames["train"], {s: frames[s] for s in SPLITS}, params.seed, spec.gbt_max_iter
-        )
-        for algo, frames_by_split in predicted.items():
-            scored[algo] = {s: collect_scores(df) for s, df in frames_by_split.items()}
+        with progress.stage("DNN scores of validation and test"):
+            for split in SPLITS:
+                scored["dnn"][split] = collect_scores(predict_column(spark, frames[split], dnn))
+        with progress.stage("MLlib baselines (GBT, logistic regression)"):
+            predicted = baselines.fit_predict(
+                frames["train"], {s: frames[s] for s in SPLITS}, params.seed, spec.gbt_max_iter
+            )
+            for algo, frames_by_split in predicted.items():
+                scored[algo] = {s: collect_scores(df) for s, df in frames_by_split.items()}
         choices = calibrate(scored, spec.calibration)
         evaluated, thresholds = calibrated_scores(scored, choices, spec)
         metrics: dict[str, dict[str, dict[str, float]]] = {s: {} for s in SPLITS}
@@ -325,14 +330,15 @@ def body(ctx: JobContext) -> None:
             [str(m) for m in ctx.cfg.get("evaluation.classifier_metrics")],
             BootstrapSettings.from_config(ctx.cfg),
         )
-        importance = permutation_importance(
-            frames["test"],
-            len(names),
-            names,
-            lambda df: predict_column(spark, df, dnn),
-            seed=params.seed,
-            max_rows=spec.importance_rows,
-        )
+        with progress.stage("permutation importance on test"):
+            importance = permutation_importance(
+                frames["test"],
+                len(names),
+                names,
+                lambda df: predict_column(spark, df, dnn),
+                seed=params.seed,
+                max_rows=spec.importance_rows,
+            )
         save_version(
             mv.path,
             dnn,

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 from shopperlake.core.config import Config, load_config
 from shopperlake.core.errors import InputError, ShopperLakeError
 from shopperlake.core.lake import Lake
+from shopperlake.core.progress import Progress
 from shopperlake.core.quality import configured, enforce, failed_errors, gate_error
 from shopperlake.core.runlog import RunRecorder
 from shopperlake.core.session import build_session
@@ -67,6 +68,8 @@ class JobContext:
     run: RunRecorder
     as_of: dt.date | None
     builds: tuple[str, ...] = ()
+    # stage lines: ``with ctx.progress.stage("name") as st: ...; st.rows = n``
+    progress: Progress = field(default_factory=lambda: Progress("job"))
 
 
 def parse_date(value: str, flag: str = "--as-of") -> dt.date:
@@ -133,12 +136,15 @@ def job_main(
             run=run,
             as_of=as_of,
             builds=spec.builds,
+            progress=Progress(job),
         )
         gates = configured(cfg.get("quality"), lake.tables())
         with lake.transaction():
             spec.body(ctx)
             # quality gates on what the body wrote: a failed `error` check rolls it all back
-            run.quality = enforce(lake, gates, lake.written(), as_of)
+            with ctx.progress.stage("quality gates") as stage:
+                run.quality = enforce(lake, gates, lake.written(), as_of)
+                stage.rows = len(run.quality)
             failures = failed_errors(run.quality)
             if failures:
                 raise gate_error(failures)

@@ -241,16 +241,20 @@ def forecast_body(ctx: JobContext) -> int:
         )
     start = max(first, as_of - dt.timedelta(days=settings.history_days - 1))
     selection = (max(start, as_of - dt.timedelta(days=settings.selection_days - 1)), as_of)
-    sparse, n = level_series(ctx, settings, level, start, as_of, as_of, selection, sources)
+    with ctx.progress.stage(f"{level} series") as stage:
+        sparse, n = level_series(ctx, settings, level, start, as_of, as_of, selection, sources)
+        stage.rows = n
     version = model_version(settings, horizon)
     began = time.perf_counter()
     origins = (as_of + dt.timedelta(days=1),)
     promotions = level_promotions(
         ctx, settings, level, start, as_of + dt.timedelta(days=horizon), as_of, sources
     )
-    external = global_forecasts(sparse, settings, start, origins, horizon, promotions)
+    with ctx.progress.stage("global model"):
+        external = global_forecasts(sparse, settings, start, origins, horizon, promotions)
     spec = settings.local(start, origins, horizon, with_actuals=False, external=external)
-    fitted, cached = fit(sparse, spec, settings)
+    with ctx.progress.stage("local models per series (statsforecast)"):
+        fitted, cached = fit(sparse, spec, settings)
     rows = fitted.where(F.col("chosen"))
     out = rows.select(
         F.lit(level).alias("level"),
@@ -320,13 +324,16 @@ def backtest_level(
         ctx, settings, level, settings.backtest_start, last + dt.timedelta(days=1), items_as_of,
         settings.backtest_sources,
     )  # fmt: skip
-    external = global_forecasts(
-        sparse, settings, settings.backtest_start, origins, horizon, promotions
-    )
+    with ctx.progress.stage(f"{level} global model, {len(origins)} origins"):
+        external = global_forecasts(
+            sparse, settings, settings.backtest_start, origins, horizon, promotions
+        )
     spec = settings.local(
         settings.backtest_start, origins, horizon, with_actuals=True, external=external
     )
-    fitted, cached = fit(sparse, spec, settings)
+    with ctx.progress.stage(f"{level} local models per series and origin") as stage:
+        fitted, cached = fit(sparse, spec, settings)
+        stage.rows = n
     scores = series_scores(fitted)
     table = scores.select(
         F.lit(level).alias("level"), "series_id", "origin", "method", "chosen_method", "horizon",

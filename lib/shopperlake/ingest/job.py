@@ -326,9 +326,19 @@ def body(ctx: JobContext) -> list[EntityCounts]:
         if m.optional and not path_exists(ctx.spark, path):
             log.info("no %s input at %s (optional): skipped", entity, path)
             continue
-        counts = ingest_entity(
-            ctx.spark, ctx.lake, mapping.name, m, path, rules, ctx.run.run_id, changed_at, secret
-        )
+        with ctx.progress.stage(f"{entity} from {path}") as stage:
+            counts = ingest_entity(
+                ctx.spark,
+                ctx.lake,
+                mapping.name,
+                m,
+                path,
+                rules,
+                ctx.run.run_id,
+                changed_at,
+                secret,
+            )
+            stage.rows = counts.read
         results.append(counts)
         for field in ("read", "written", "duplicate", "quarantined"):
             ctx.run.metrics[f"{entity}.rows_{field}"] = float(getattr(counts, field))

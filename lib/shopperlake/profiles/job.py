@@ -103,10 +103,13 @@ def body(ctx: JobContext) -> int:
         profiles = profiles.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             started = time.monotonic()
-            ctx.run.metrics["grain_rows"] = float(grain.count())
+            with ctx.progress.stage("user x day grain") as stage:
+                stage.rows = grain.count()
+            ctx.run.metrics["grain_rows"] = float(stage.rows)
             ctx.run.metrics["seconds.grain"] = round(time.monotonic() - started, 1)
             started = time.monotonic()
-            profiles.count()
+            with ctx.progress.stage("profiles") as stage:
+                stage.rows = profiles.count()
             ctx.run.metrics["seconds.profiles"] = round(time.monotonic() - started, 1)
         except BaseException:
             profiles.unpersist()
@@ -120,7 +123,8 @@ def body(ctx: JobContext) -> int:
                 ctx.run.metrics[f"tag_threshold.p({expression}, {q})"] = value
         tagged = apply_tags(profiles, rules, thresholds)
         started = time.monotonic()
-        ctx.lake.overwrite_where(TABLE, tagged, {"as_of_date": as_of})
+        with ctx.progress.stage(f"write {TABLE} as of {as_of}"):
+            ctx.lake.overwrite_where(TABLE, tagged, {"as_of_date": as_of})
         ctx.run.metrics["seconds.write"] = round(time.monotonic() - started, 1)
         stats = profiles.agg(
             F.count(F.lit(1)).alias("users"),
