@@ -46,9 +46,8 @@ def test_no_terminal_or_ci_means_log_lines_only(
         pass
     monkeypatch.setenv("CI", "true")
     terminal_in_ci = Terminal()
-    with pytest.raises(ValueError, match="boom"):
-        with Progress("train", terminal_in_ci).stage("score"):
-            raise ValueError("boom")
+    with pytest.raises(ValueError, match="boom"), Progress("train", terminal_in_ci).stage("score"):
+        raise ValueError("boom")
     assert plain.getvalue() == "" and terminal_in_ci.getvalue() == ""
     messages = [r.getMessage() for r in caplog.records]
     assert messages[0].startswith("train stage 1 fit done in ")

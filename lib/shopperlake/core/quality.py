@@ -151,13 +151,16 @@ def check_table(
         )  # fmt: skip
     elif part is not None and before is None:
         scoped, scope = df, "whole table (created by this run)"
-        written = sorted(
-            str(r[0]) for r in df.select(part).distinct().collect() if r[0] is not None
-        )
+        written = ["*"]  # every partition (listed only by the checks that need them)
     else:
         scoped, scope = df, "whole table"
+    # the checks that are plain aggregates share one pass over the scope
+    shared = _shared_aggregates(checks, part)
+    row = scoped.agg(*[c.alias(k) for k, c in shared.items()]).first() if shared else None
+    stats = row.asDict() if row is not None else {}
     results = [
-        _one(lake, name, check, scoped, df, part, written, before, as_of, scope) for check in checks
+        _one(lake, name, i, check, stats, scoped, df, part, written, before, as_of, scope)
+        for i, check in enumerate(checks)
     ]
     for r in results:
         if r.status == "fail":
@@ -165,10 +168,34 @@ def check_table(
     return results
 
 
+def _shared_aggregates(checks: Sequence[Mapping[str, Any]], part: str | None) -> dict[str, Column]:
+    """Aggregates of the checks evaluated in one pass, keyed ``c<check index>_<what>``."""
+    out: dict[str, Column] = {"rows": F.count(F.lit(1))}
+    for i, check in enumerate(checks):
+        kind = check["check"]
+        if kind == "not_null":
+            for j, c in enumerate(check["columns"]):
+                out[f"c{i}_null{j}"] = F.sum(F.col(c).isNull().cast("long"))
+        elif kind == "range":
+            col = F.col(check["column"])
+            cond = F.lit(False)
+            if check.get("min") is not None:
+                cond = cond | (col < F.lit(check["min"]))
+            if check.get("max") is not None:
+                cond = cond | (col > F.lit(check["max"]))
+            out[f"c{i}_bad"] = F.sum(cond.cast("long"))
+            out[f"c{i}_lo"], out[f"c{i}_hi"] = F.min(col), F.max(col)
+        elif kind == "freshness" and part is None:
+            out[f"c{i}_max"] = F.max(check["column"])
+    return out
+
+
 def _one(
     lake: Lake,
     name: str,
+    i: int,
     check: Mapping[str, Any],
+    stats: Mapping[str, Any],
     scoped: DataFrame,
     full: DataFrame,
     part: str | None,
@@ -184,11 +211,7 @@ def _one(
         return CheckResult(name, label, level, status, observed, expected, scope)
 
     if kind == "not_null":
-        aggs: list[Column] = [
-            F.sum(F.col(c).isNull().cast("long")).alias(c) for c in check["columns"]
-        ]
-        row = scoped.agg(*aggs).first()
-        nulls = {c: int(row[c] or 0) for c in check["columns"]} if row is not None else {}
+        nulls = {c: int(stats.get(f"c{i}_null{j}") or 0) for j, c in enumerate(check["columns"])}
         bad = {c: n for c, n in nulls.items() if n}
         observed = ", ".join(f"{n} null {c}" for c, n in bad.items()) or "no nulls"
         return result(not bad, observed, "no nulls")
@@ -203,21 +226,12 @@ def _one(
         observed = f"{keys} duplicated key(s) over {dup_rows} rows" if keys else "unique"
         return result(keys == 0, observed, f"one row per ({', '.join(cols)})")
     if kind == "range":
-        col = F.col(check["column"])
-        cond = F.lit(False)
-        if check.get("min") is not None:
-            cond = cond | (col < F.lit(check["min"]))
-        if check.get("max") is not None:
-            cond = cond | (col > F.lit(check["max"]))
-        row = scoped.agg(
-            F.sum(cond.cast("long")).alias("bad"), F.min(col).alias("lo"), F.max(col).alias("hi")
-        ).first()
-        n_bad = int(row["bad"] or 0) if row is not None else 0
-        span = f"min {row['lo']}, max {row['hi']}" if row is not None else "no rows"
+        n_bad = int(stats.get(f"c{i}_bad") or 0)
+        span = f"min {stats.get(f'c{i}_lo')}, max {stats.get(f'c{i}_hi')}"
         observed = f"{n_bad} row(s) out of range ({span})" if n_bad else span
         return result(n_bad == 0, observed, _bounds(check, "min", "max"))
     if kind == "row_count":
-        n = scoped.count()
+        n = int(stats.get("rows") or 0)
         return result(
             not _outside(n, check, "min", "max"),
             f"{n} rows",
@@ -243,8 +257,7 @@ def _one(
             )
         if as_of is None:
             return result(None, "no --as-of", f"newest {column} within {limit} days")
-        row = scoped.agg(F.max(column).alias("m")).first()
-        value = row["m"] if row is not None else None
+        value = stats.get(f"c{i}_max")
         expected = f"newest {column} >= {as_of - dt.timedelta(days=limit)}"
         if value is None:
             return result(False, "no rows", expected)
@@ -258,8 +271,9 @@ def _one(
                 r[0]: int(r[1]) for r in full.groupBy(part).count().collect()
             }
             days = sorted(per_day)
+            targets = days if written == ["*"] else [dt.date.fromisoformat(w) for w in written]
             compared: list[tuple[float, str]] = []
-            for d in (dt.date.fromisoformat(w) for w in written):
+            for d in targets:
                 earlier = [x for x in days if x < d]
                 if d not in per_day or not earlier or per_day[earlier[-1]] == 0:
                     continue
@@ -277,7 +291,7 @@ def _one(
             return result(
                 not _outside(worst[0], check, "min_ratio", "max_ratio"), worst[1], expected
             )
-        now = scoped.count()
+        now = int(stats.get("rows") or 0)
         if before is not None and part is None:
             prev = (
                 lake.spark.read.format("delta")
