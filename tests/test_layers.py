@@ -23,6 +23,8 @@ LAYERS = {
     "segments": 3,
     # forecasting: series from bronze events and the items' categories as of a day
     "forecast": 3,
+    # sequences: point-in-time item event sequences per user (profiles' point-in-time filter)
+    "sequences": 3,
     # anomalies: feed monitoring on bronze; user detectors will read profiles and segments
     "anomalies": 4,
     "churn": 4,

@@ -222,7 +222,8 @@ def run_submit(
         (
             ["nope"],
             "submit.sh: error: unknown job 'nope' (jobs: backfill, backtest, build_profiles, "
-            "build_return_training_set, build_segments, build_training_set, detect_anomalies, "
+            "build_return_training_set, build_segments, build_sequences, build_training_set, "
+            "detect_anomalies, "
             "erase, forecast, generate, ingest, maintain, query, report, score, score_recommender, "
             "score_returns, train, train_recommender, train_returns)",
         ),

@@ -93,6 +93,7 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
         ),
         Step("build profiles", build_profiles, [*common, *day]),
         Step("build segments", build_segments, [*common, *day, "--quiet"]),
+        Step("build user event sequences", "build_sequences", [*common, "--as-of", as_of(args)]),
         Step(
             "build churn training set (profiles of earlier cutoffs on demand)",
             build_training_set,

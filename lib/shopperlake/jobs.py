@@ -36,6 +36,7 @@ from shopperlake.returns.spec import MODEL as RETURNS
 from shopperlake.returns.train import TRAIN_RETURNS
 from shopperlake.returns.training_set import BUILD_RETURN_TRAINING_SET
 from shopperlake.segments.job import BUILD_SEGMENTS
+from shopperlake.sequences.job import BUILD_SEQUENCES
 from shopperlake.synthetic.generate import GENERATE
 from shopperlake.views.query import QUERY
 
@@ -57,6 +58,7 @@ JOBS: dict[str, Job] = {
         FORECAST,
         BACKTEST,
         DETECT_ANOMALIES,
+        BUILD_SEQUENCES,
         QUERY,
         MAINTAIN,
         ERASE,

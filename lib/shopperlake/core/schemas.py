@@ -487,6 +487,25 @@ QUALITY_CHECKS = StructType(
 )
 SCHEMAS.update({"quality_checks": QUALITY_CHECKS})
 
+# -- gold: sequences (build_sequences) --------------------------------------------------------
+
+# One row per user and as-of date: the last N item events, oldest first (shopperlake.sequences).
+USER_SEQUENCES = StructType(
+    [
+        StructField("user_id", StringType(), False),
+        StructField("as_of_date", DateType(), False),
+        StructField("length", IntegerType(), False),
+        StructField("item_ids", ArrayType(StringType()), False),
+        StructField("event_types", ArrayType(StringType()), False),
+        StructField("categories", ArrayType(StringType()), True),
+        StructField("gap_seconds", ArrayType(LongType()), False),
+        StructField("positions", ArrayType(IntegerType()), False),
+        StructField("last_ts", TimestampType(), False),
+        StructField("events_total", LongType(), False),
+    ]
+)
+SCHEMAS.update({"user_sequences": USER_SEQUENCES})
+
 # -- gold: demand forecasting (forecast, backtest) ---------------------------------------------
 
 # One row per series, as-of date and target day: point forecast and conformal intervals of

@@ -1,0 +1,1 @@
+"""Sequence models over each user's event sequence: the sequence table first (issue #16)."""
