@@ -78,7 +78,7 @@ def main() -> None:
     spark = build_session(load_config("local"), "quality-libraries")
     lake = Lake(spark, tempfile.mkdtemp(prefix="qlibs-"), load_catalog())
     lake.overwrite_where("gold.churn_scores", planted(spark, args.rows), {"as_of_date": DAY})
-    df = spark.read.format("delta").load(lake.location("gold.churn_scores"))
+    df = lake.read("gold.churn_scores")
     checks = parse_checks(
         "gold.churn_scores",
         [

@@ -136,7 +136,7 @@ def check_table(
     """Run ``checks`` on what the latest version of ``name`` holds in the scope written since
     version ``before`` (None: the table was created by this run)."""
     spec = lake.spec(name)
-    df = lake.spark.read.format("delta").load(spec.location)
+    df = lake.read(name)
     dates = {f.name for f in spec.schema.fields if f.dataType.typeName() == "date"}
     part = next((c for c in spec.partition_by if c in dates), None)
     changed = None if before is None else lake.changed_dates_since(name, before)
@@ -293,12 +293,7 @@ def _one(
             )
         now = int(stats.get("rows") or 0)
         if before is not None and part is None:
-            prev = (
-                lake.spark.read.format("delta")
-                .option("versionAsOf", before)
-                .load(lake.spec(name).location)
-                .count()
-            )
+            prev = lake.read(name, version=before).count()
         else:
             return result(None, f"{now} rows, no previous run to compare", expected)
         if prev == 0:
@@ -333,9 +328,14 @@ def enforce(
     """Check every written table that has gates; raise on a failed ``error`` check (after all
     tables are checked, so the run records every result)."""
     results: list[CheckResult] = []
-    for name in sorted(written):
-        if name in gates and lake.exists(name):
-            results.extend(check_table(lake, name, gates[name], written[name], as_of))
+    # the checks read what the job wrote: not inputs of the run (meta.runs.inputs)
+    saved, lake.lineage = lake.lineage, None
+    try:
+        for name in sorted(written):
+            if name in gates and lake.exists(name):
+                results.extend(check_table(lake, name, gates[name], written[name], as_of))
+    finally:
+        lake.lineage = saved
     return results
 
 
