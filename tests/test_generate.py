@@ -22,6 +22,7 @@ from shopperlake.synthetic.generate import (
     GenParams,
     chunk_event_lines,
     chunk_events,
+    item_lines,
     main,
     planted_users,
 )
@@ -402,3 +403,30 @@ def test_price_sensitive_users_cart_expensive_items_less(half_year: pd.DataFrame
     keen, careful = cart_rate(expensive[sensitivity < 0.4]), cart_rate(expensive[sensitivity > 0.6])
     # At twice the median price the planted factor is 0.5 ** (1.5 * s): about 0.8 vs 0.45.
     assert careful < 0.8 * keen, (careful, keen)
+
+
+def test_path_sessions_walk_each_category_in_item_order():
+    """With sequential_share 1 every human session's views follow one another along their
+    category in item-id order (cyclic); the successor is worked out here from the items file
+    (id and category), not from the generator's catalog arrays. With the default 0 the views
+    are independent draws: few consecutive pairs happen to be successors. (Bots, whose views
+    are uniform draws, are left out.)"""
+    params = base_params(users=60, items=120, days=30, bot_share=0.0, sequential_share=1.0)
+    items = [json.loads(x) for c in range(params.n_item_chunks) for x in item_lines(params, c)]
+    by_cat: dict[str, list[str]] = {}
+    for it in sorted(items, key=lambda x: x["item_id"]):
+        by_cat.setdefault(it["category"], []).append(it["item_id"])
+    successor = {
+        ids[i]: ids[(i + 1) % len(ids)] for ids in by_cat.values() for i in range(len(ids))
+    }
+
+    def pairs(frame: pd.DataFrame) -> tuple[int, int]:
+        views = frame[frame["event_type"] == "view"].sort_values(["session_id", "ts", "event_id"])
+        same = views["session_id"].to_numpy()[1:] == views["session_id"].to_numpy()[:-1]
+        prev, cur = views["item_id"].to_numpy()[:-1][same], views["item_id"].to_numpy()[1:][same]
+        return sum(successor[a] == b for a, b in zip(prev, cur, strict=True)), int(same.sum())
+
+    walked, total = pairs(chunk_events(params, 0))
+    assert total > 100 and walked == total
+    drawn, total0 = pairs(chunk_events(base_params(users=60, items=120, days=30, bot_share=0.0), 0))
+    assert total0 > 100 and drawn / total0 < 0.2

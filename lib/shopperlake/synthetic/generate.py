@@ -28,6 +28,9 @@ What is planted (for the profile, churn, recommender and anomaly jobs downstream
 - with ``abuse_share`` above 0, labelled abuse for the anomaly detectors on top of genuine
   histories and a purchase-feed outage (:mod:`shopperlake.synthetic.abuse`); the truth goes
   to ``truth/`` (:func:`write_truth`), never into ``events/``.
+- with ``sequential_share`` above 0, that share of human sessions walks a category path: the
+  first view is drawn as usual, each later view is the next item of the same category in
+  item-id order (cyclic), planted order for the sequence models (README "Sequences").
 
 Expected volume: about 100 events per non-bot user over 180 days (0.126 sessions per user-day
 of about 5 events, less for churners and late sign-ups), so ``--users 100000 --items 10000
@@ -64,7 +67,7 @@ HOUR = 3_600
 ITEM_CHUNK = 10_000
 
 # Random streams: default_rng([seed, stream, chunk]) keeps each part independent of the others.
-STREAM_CATALOG, STREAM_USERS, STREAM_EVENTS, STREAM_MALFORMED = 0, 1, 2, 3
+STREAM_CATALOG, STREAM_USERS, STREAM_EVENTS, STREAM_MALFORMED, STREAM_PATHS = 0, 1, 2, 3, 4
 
 VIEW, CLICK, SEARCH, ADD, REMOVE, PURCHASE, RETURN, REVIEW = (
     EVENT_TYPES.index(name)
@@ -161,6 +164,9 @@ class GenParams:
     churn_share: float = 0.25
     bot_share: float = 0.005
     abuse_share: float = 0.0
+    # share of human sessions that walk a category path: each view after the first is the
+    # successor of the one before (``Catalog.successor``), planted order for sequence models
+    sequential_share: float = 0.0
     files: int = 8
     chunk_users: int = 1000
 
@@ -176,6 +182,10 @@ class GenParams:
                 f"({self.categories})",
             ),
             (self.files >= 1, f"--files must be at least 1, got {self.files}"),
+            (
+                0.0 <= self.sequential_share <= 1.0,
+                f"--sequential-share must be in [0, 1], got {self.sequential_share}",
+            ),
             (self.chunk_users >= 1, f"generate.chunk_users must be >= 1, got {self.chunk_users}"),
             (
                 0.0 <= self.malformed_rate <= 0.5,
@@ -254,6 +264,7 @@ class Catalog:
     category_median: np.ndarray
     sample_keys: np.ndarray
     sample_items: np.ndarray
+    successor: np.ndarray  # the next item of the same category in item order (cyclic)
 
     def sample(self, category: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Items drawn by popularity within ``category``, given uniforms ``u`` in [0, 1)."""
@@ -295,6 +306,10 @@ def _catalog(seed: int, items: int, categories: int) -> Catalog:
     share = (csum - before[cats_sorted]) / total[cats_sorted]
     share[end - 1] = 1.0
     median = pd.Series(price).groupby(item_cat).median().reindex(group).to_numpy()
+    successor = np.empty(items, dtype=np.int64)  # order lists items by category, then index
+    nxt = np.roll(order, -1)
+    last_of_cat = np.append(cats_sorted[1:] != cats_sorted[:-1], True)
+    successor[order] = np.where(last_of_cat, order[start[cats_sorted]], nxt)
     return Catalog(
         item_id=ids,
         category=item_cat,
@@ -308,6 +323,7 @@ def _catalog(seed: int, items: int, categories: int) -> Catalog:
         category_median=median,
         sample_keys=cats_sorted + share,
         sample_items=order,
+        successor=successor,
     )
 
 
@@ -469,6 +485,11 @@ def _session_events(
     v_item = np.where(
         v_bot, rng.integers(0, len(cat.item_id), n_v), cat.sample(v_cat, rng.random(n_v))
     )
+    if "path" in s:  # path sessions: every view after the first follows its predecessor
+        walk = s["path"][v_sess]
+        for k in range(1, int(v_pos.max(initial=0)) + 1):
+            at = np.flatnonzero(walk & (v_pos == k))
+            v_item[at] = cat.successor[v_item[at - 1]]
     clicked = (rng.random(n_v) < CLICK_P) & ~v_bot
     sensitivity = users["price_sensitivity"].to_numpy()[s["user"][v_sess]]
     ratio = np.clip(cat.category_median[cat.category[v_item]] / cat.price[v_item], 0.2, 5.0)
@@ -538,6 +559,9 @@ def chunk_events(params: GenParams, chunk_id: int) -> pd.DataFrame:
     cat = build_catalog(params)
     rng = np.random.default_rng([params.seed, STREAM_EVENTS, chunk_id])
     s = _sessions(params, users, cat, rng)
+    if params.sequential_share > 0:  # its own stream: the default output stays as it was
+        paths = np.random.default_rng([params.seed, STREAM_PATHS, chunk_id])
+        s["path"] = (paths.random(len(s["user"])) < params.sequential_share) & ~s["is_bot"]
     e = _session_events(users, cat, s, rng)
     e_user = s["user"][e["session"]]
     # Churners stop at stop_day; nobody has events at or after the end of the period.
@@ -828,6 +852,7 @@ def params_from_args(args: argparse.Namespace, cfg: Config) -> GenParams:
         churn_share=_arg(args, cfg, "churn_share", "churn_share", float),
         bot_share=_arg(args, cfg, "bot_share", "bot_share", float),
         abuse_share=_arg(args, cfg, "abuse_share", "abuse_share", float),
+        sequential_share=_arg(args, cfg, "sequential_share", "sequential_share", float),
         files=_arg(args, cfg, "files", "files", int),
         chunk_users=_arg(args, cfg, "chunk_users", "chunk_users", int),
     )
@@ -847,6 +872,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--abuse-share", dest="abuse_share", type=float, default=None,
         help="share of human users given planted abuse (truth under OUTPUT/truth/)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sequential-share", dest="sequential_share", type=float, default=None,
+        help="share of human sessions that walk a category path (planted order)",
     )  # fmt: skip
     parser.add_argument("--files", type=int, default=None, help="number of event files")
     parser.set_defaults(categories=None, churn_share=None, bot_share=None, chunk_users=None)
