@@ -225,7 +225,7 @@ def run_submit(
             "build_return_training_set, build_segments, build_sequences, build_training_set, "
             "detect_anomalies, "
             "erase, forecast, generate, ingest, maintain, query, report, score, score_recommender, "
-            "score_returns, train, train_recommender, train_returns)",
+            "score_returns, score_sasrec, train, train_recommender, train_returns, train_sasrec)",
         ),
         (["../jobs/ingest"], "submit.sh: error: unknown job '../jobs/ingest'"),
         ([], "submit.sh: error: missing job name"),

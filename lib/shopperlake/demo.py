@@ -95,6 +95,14 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
         Step("build segments", build_segments, [*common, *day, "--quiet"]),
         Step("build user event sequences", "build_sequences", [*common, "--as-of", as_of(args)]),
         Step(
+            "train SASRec (Horovod x2; leave-one-out vs EASE, popularity)",
+            train,
+            [*common, "--model", "sasrec", "--as-of", as_of(args)],
+        ),
+        Step(
+            "score SASRec next items", score, [*common, "--model", "sasrec", "--as-of", as_of(args)]
+        ),
+        Step(
             "build churn training set (profiles of earlier cutoffs on demand)",
             build_training_set,
             # 180 days of data: with the 60-day horizon, purged training cutoffs (each label

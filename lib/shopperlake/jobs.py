@@ -37,6 +37,9 @@ from shopperlake.returns.train import TRAIN_RETURNS
 from shopperlake.returns.training_set import BUILD_RETURN_TRAINING_SET
 from shopperlake.segments.job import BUILD_SEGMENTS
 from shopperlake.sequences.job import BUILD_SEQUENCES
+from shopperlake.sequences.sasrec import MODEL as SASREC
+from shopperlake.sequences.score import SCORE_SASREC
+from shopperlake.sequences.train import TRAIN_SASREC
 from shopperlake.synthetic.generate import GENERATE
 from shopperlake.views.query import QUERY
 
@@ -59,6 +62,8 @@ JOBS: dict[str, Job] = {
         BACKTEST,
         DETECT_ANOMALIES,
         BUILD_SEQUENCES,
+        TRAIN_SASREC,
+        SCORE_SASREC,
         QUERY,
         MAINTAIN,
         ERASE,
@@ -77,7 +82,9 @@ ALIASES = {("train", RECOMMENDER): TRAIN_RECOMMENDER.name,
            ("score", RECOMMENDER): SCORE_RECOMMENDER.name,
            ("build_training_set", RETURNS): BUILD_RETURN_TRAINING_SET.name,
            ("train", RETURNS): TRAIN_RETURNS.name,
-           ("score", RETURNS): SCORE_RETURNS.name}  # fmt: skip
+           ("score", RETURNS): SCORE_RETURNS.name,
+           ("train", SASREC): TRAIN_SASREC.name,
+           ("score", SASREC): SCORE_SASREC.name}  # fmt: skip
 
 
 def resolve(name: str, argv: Sequence[str]) -> Job:

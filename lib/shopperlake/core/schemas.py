@@ -506,6 +506,19 @@ USER_SEQUENCES = StructType(
 )
 SCHEMAS.update({"user_sequences": USER_SEQUENCES})
 
+# One row per user, as-of date and rank: SASRec's next items (shopperlake.sequences.score).
+NEXT_ITEM_RECOMMENDATIONS = StructType(
+    [
+        StructField("user_id", StringType(), False),
+        StructField("as_of_date", DateType(), False),
+        StructField("rank", IntegerType(), False),
+        StructField("item_id", StringType(), False),
+        StructField("score", DoubleType(), False),
+        StructField("model_version", StringType(), False),
+    ]
+)
+SCHEMAS.update({"next_item_recommendations": NEXT_ITEM_RECOMMENDATIONS})
+
 # -- gold: demand forecasting (forecast, backtest) ---------------------------------------------
 
 # One row per series, as-of date and target day: point forecast and conformal intervals of

@@ -1,0 +1,245 @@
+"""SASRec (Kang & McAuley 2018) in TensorFlow/Keras: causal self-attention over a user's item steps.
+
+Input per position: item embedding (scaled by sqrt(dim)) + event-type embedding + category
+embedding (looked up from the item) + learned position embedding. ``blocks`` pre-norm
+Transformer blocks (multi-head self-attention that sees only earlier positions and never the
+left padding, then a position-wise feed-forward layer; residuals and dropout), a final layer
+norm. The output at position t scores every item of the catalogue as the item of step t + 1
+through the item embedding itself (tied weights): ``logits = h_t · E_itemᵀ``.
+
+Loss: softmax cross-entropy over the full catalogue at every non-padding position (the
+catalogues here hold thousands of items; a sampled softmax with logQ correction, as in the
+two-tower, is what a catalogue of millions would need). Index 0 is padding and never scored.
+
+Training runs on the shared Horovod runner (:mod:`shopperlake.training.runner`), fed by
+Petastorm; :func:`fit_local` fits the same model in-process (tests on planted patterns).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from shopperlake.core.errors import ConfigError
+from shopperlake.training import petastorm_io, runner
+
+MODEL = "sasrec"
+
+
+@dataclass(frozen=True)
+class SasRecParams:
+    """``sequences.sasrec`` of the config."""
+
+    max_len: int = 50  # item steps the model sees (the latest ones)
+    dim: int = 64
+    blocks: int = 2
+    heads: int = 2
+    dropout: float = 0.2
+    epochs: int = 40
+    batch_size: int = 64  # per Horovod process
+    learning_rate: float = 0.001  # scaled by the number of processes
+    num_proc: int = 2
+    seed: int = 7
+    k: int = 10  # cut-off of HR@k / NDCG@k
+    top_n: int = 20  # next items per user written by score --model sasrec
+
+    @classmethod
+    def from_dict(cls, section: dict[str, Any]) -> SasRecParams:
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(section) - set(known)
+        if unknown:
+            raise ConfigError(f"sequences.sasrec: unknown key(s) {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for name, value in section.items():
+            kind = float if str(known[name].type) == "float" else int
+            try:
+                values[name] = kind(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"sequences.sasrec.{name}: {value!r} is not {kind.__name__}"
+                ) from exc
+        params = cls(**values)
+        params.validate()
+        return params
+
+    def validate(self) -> None:
+        checks = [
+            (self.max_len >= 2, "max_len must be >= 2"),
+            (
+                self.dim >= 2 and self.blocks >= 1 and self.heads >= 1,
+                "dim >= 2, blocks, heads >= 1",
+            ),
+            (self.dim % self.heads == 0, f"dim ({self.dim}) must be a multiple of heads"),
+            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
+            (self.learning_rate > 0 and self.num_proc >= 1, "learning_rate > 0, num_proc >= 1"),
+            (self.k >= 1 and self.top_n >= 1, "k and top_n must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"sequences.sasrec: {message}")
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Sizes of the embedding tables (index 0 = padding / unknown in each) and the category
+    index of every item index."""
+
+    items: int
+    types: int
+    item_category: np.ndarray  # (items + 1,) int32
+
+    @property
+    def categories(self) -> int:
+        return int(self.item_category.max(initial=0))
+
+
+def build_model(vocab: Vocab, p: SasRecParams) -> Any:
+    """The Keras model: ``{"items": (B, L) int32, "types": (B, L) int32}`` → (B, L, items + 1)
+    logits of the next item at every position (column 0, padding, at -1e9)."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    length, d = p.max_len, p.dim
+
+    class SasRec(tf.keras.Model):
+        def __init__(self) -> None:
+            super().__init__(name="sasrec")
+            self.item_emb = layers.Embedding(vocab.items + 1, d, name="item_embedding")
+            self.type_emb = layers.Embedding(vocab.types + 1, d, name="type_embedding")
+            self.cat_emb = layers.Embedding(vocab.categories + 1, d, name="category_embedding")
+            self.pos_emb = layers.Embedding(length, d, name="position_embedding")
+            self.cat_table = tf.constant(vocab.item_category, dtype=tf.int32)
+            self.drop = layers.Dropout(p.dropout)
+            self.attn = [
+                layers.MultiHeadAttention(p.heads, d // p.heads, dropout=p.dropout, name=f"attn{b}")
+                for b in range(p.blocks)
+            ]
+            self.ffn = [
+                tf.keras.Sequential(
+                    [
+                        layers.Dense(d, activation="relu"),
+                        layers.Dropout(p.dropout),
+                        layers.Dense(d),
+                    ],
+                    name=f"ffn{b}",
+                )
+                for b in range(p.blocks)
+            ]
+            self.norm1 = [layers.LayerNormalization(epsilon=1e-8) for _ in range(p.blocks)]
+            self.norm2 = [layers.LayerNormalization(epsilon=1e-8) for _ in range(p.blocks)]
+            self.final = layers.LayerNormalization(epsilon=1e-8)
+            self.causal = tf.cast(tf.linalg.band_part(tf.ones((length, length)), -1, 0), tf.bool)
+
+        def encode(self, inputs: Any, training: bool | None = None) -> Any:
+            items, types = inputs["items"], inputs["types"]
+            valid = items > 0
+            x = self.item_emb(items) * math.sqrt(d)
+            x = x + self.type_emb(types) + self.cat_emb(tf.gather(self.cat_table, items))
+            x = x + self.pos_emb(tf.range(length))[None, :, :]
+            keep = tf.cast(valid, tf.float32)[:, :, None]
+            x = self.drop(x, training=training) * keep
+            mask = tf.logical_and(self.causal[None, :, :], valid[:, None, :])
+            for b in range(p.blocks):
+                h = self.norm1[b](x)
+                x = x + self.drop(
+                    self.attn[b](h, h, attention_mask=mask, training=training), training=training
+                )
+                h = self.norm2[b](x)
+                x = (x + self.drop(self.ffn[b](h, training=training), training=training)) * keep
+            return self.final(x)
+
+        def call(self, inputs: Any, training: bool | None = None) -> Any:
+            h = self.encode(inputs, training=training)
+            logits = tf.einsum("bld,nd->bln", h, self.item_emb.embeddings)
+            pad = tf.one_hot(0, vocab.items + 1, on_value=-1e9, off_value=0.0)
+            return logits + pad[None, None, :]
+
+        def last_state(self, inputs: Any) -> Any:
+            """(B, dim): the representation at the last position (inputs are left-padded)."""
+            return self.encode(inputs, training=False)[:, -1, :]
+
+    model = SasRec()
+    model(_dummy(length), training=False)  # create the weights
+    return model
+
+
+def _dummy(length: int) -> dict[str, np.ndarray]:
+    return {"items": np.zeros((1, length), np.int32), "types": np.zeros((1, length), np.int32)}
+
+
+def compile_args() -> dict[str, Any]:
+    import tensorflow as tf
+
+    return {"loss": tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
+
+
+def restore(vocab: Vocab, p: SasRecParams, weights: list[np.ndarray]) -> Any:
+    model = build_model(vocab, p)
+    model.set_weights(weights)
+    return model
+
+
+def item_table(model: Any) -> np.ndarray:
+    """(items + 1, dim) float32 item embeddings (row 0: padding)."""
+    return np.asarray(model.item_emb.embeddings.numpy(), dtype=np.float32)
+
+
+def scores(model: Any, items: np.ndarray, types: np.ndarray) -> np.ndarray:
+    """(rows, items + 1) next-item scores after left-padded histories (column 0 = padding)."""
+    h = np.asarray(model.last_state({"items": items, "types": types}), dtype=np.float32)
+    return h @ item_table(model).T
+
+
+def fit_local(
+    vocab: Vocab, p: SasRecParams, items: np.ndarray, types: np.ndarray, targets: np.ndarray
+) -> Any:
+    """Fit in this process (no Horovod) on left-padded (rows, max_len) arrays: the same model
+    and loss as :func:`fit_distributed`."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(p.seed)
+    model = build_model(vocab, p)
+    model.compile(optimizer=tf.keras.optimizers.Adam(p.learning_rate), **compile_args())
+    model.fit(
+        {"items": items, "types": types},
+        targets,
+        sample_weight=(targets > 0).astype(np.float32),
+        batch_size=p.batch_size,
+        epochs=p.epochs,
+        shuffle=True,
+        verbose=0,
+    )
+    return model
+
+
+def task(vocab: Vocab, p: SasRecParams) -> runner.KerasTask:
+    """SASRec's part of the shared Horovod fit: rows of wide ``items_i``, ``types_i``,
+    ``targets_i`` columns (see :func:`shopperlake.training.petastorm_io.wide`)."""
+    length = p.max_len
+
+    def build() -> tuple[Any, None]:
+        return build_model(vocab, p), None
+
+    def inputs() -> Callable[[Any], Any]:
+        import tensorflow as tf
+
+        names = {c: petastorm_io.wide_names(c, length) for c in ("items", "types", "targets")}
+
+        @tf.autograph.experimental.do_not_convert
+        def to_inputs(batch: Any) -> tuple[dict[str, Any], Any, Any]:
+            cols = {c: tf.cast(petastorm_io.stack(batch, n), tf.int32) for c, n in names.items()}
+            target = cols["targets"]
+            weight = tf.cast(target > 0, tf.float32)
+            return {"items": cols["items"], "types": cols["types"]}, target, weight
+
+        return to_inputs
+
+    def result(model: Any, parts: None) -> list[np.ndarray]:
+        return [np.asarray(w) for w in model.get_weights()]
+
+    return runner.KerasTask(build, compile_args, inputs, result)

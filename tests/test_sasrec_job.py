@@ -1,0 +1,126 @@
+"""``train --model sasrec`` and ``score --model sasrec`` end to end on a hand-built
+``gold.user_sequences``: Horovod with 2 processes, Petastorm, the registry, gold.model_metrics,
+gold.next_item_recommendations; the popularity baseline's figures recomputed here from the
+rows alone; a run without sequences fails and leaves no version behind.
+
+Planted order: 24 items in 3 categories of 8; every user walks one category in item order
+(cyclic) from a random start, 5..7 distinct items, so the next item is always the successor of the
+last one (an order-free model sees only which items the user met).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from shopperlake.core.lake import Lake
+from shopperlake.core.schemas import USER_SEQUENCES
+from shopperlake.jobs import run
+from shopperlake.training.registry import Registry
+from tests.conftest import job_args
+
+pytestmark = pytest.mark.training
+AS_OF = dt.date(2024, 3, 1)
+CATS, PER_CAT, USERS = 3, 8, 150
+SMALL = [
+    "--set=sequences.sasrec.dim=16", "--set=sequences.sasrec.blocks=1",
+    "--set=sequences.sasrec.heads=1", "--set=sequences.sasrec.max_len=12",
+    "--set=sequences.sasrec.epochs=30", "--set=sequences.sasrec.batch_size=32",
+    "--set=sequences.sasrec.learning_rate=0.005", "--set=sequences.sasrec.dropout=0.0",
+    "--set=sequences.sasrec.top_n=5", "--set=evaluation.bootstrap.resamples=50",
+]  # fmt: skip
+
+
+def item(c: int, k: int) -> str:
+    return f"i{c}{k % PER_CAT:02d}"
+
+
+def walks() -> dict[str, list[str]]:
+    rng = np.random.default_rng(5)
+    out = {}
+    for u in range(USERS):
+        c, start, n = (
+            int(rng.integers(CATS)),
+            int(rng.integers(PER_CAT)),
+            int(rng.integers(5, PER_CAT)),
+        )
+        out[f"u{u:03d}"] = [item(c, start + k) for k in range(n)]
+    return out
+
+
+def popularity_by_hand(seqs: dict[str, list[str]], k: int) -> tuple[float, float]:
+    """HR@k and NDCG@k of popularity on the test targets: counts over the training steps
+    (all but each user's last two), history removed, ties to the lower item id."""
+    counts: dict[str, int] = {}
+    for s in seqs.values():
+        for x in s[:-2]:
+            counts[x] = counts.get(x, 0) + 1
+    catalogue = sorted({x for s in seqs.values() for x in s})
+    hits, gains = [], []
+    for s in seqs.values():
+        history, target = set(s[:-1]), s[-1]
+        ranked = sorted((x for x in catalogue if x not in history),
+                        key=lambda x: (-counts.get(x, 0), x))  # fmt: skip
+        rank = ranked.index(target)
+        hits.append(rank < k)
+        gains.append(1 / math.log2(rank + 2) if rank < k else 0.0)
+    return float(np.mean(hits)), float(np.mean(gains))
+
+
+def test_train_score_and_a_failed_run(spark: SparkSession, lake: Lake, lake_root: str) -> None:
+    seqs = walks()
+    ts = dt.datetime(2024, 2, 29, 12, 0)
+    rows = [
+        (u, AS_OF, len(s), s, ["view"] * len(s), [x[:2] for x in s], [60] * len(s),
+         list(range(1, len(s) + 1)), ts, len(s))
+        for u, s in seqs.items()
+    ]  # fmt: skip
+    lake.append("gold.user_sequences", spark.createDataFrame(rows, USER_SEQUENCES))
+
+    args = job_args(lake_root, "--as-of", str(AS_OF), *SMALL)
+    assert run("train", ["--model", "sasrec", *args], spark=spark) == 0
+    metrics = {
+        (r.algorithm, r.metric, r.reference): r
+        for r in lake.read("gold.model_metrics").where("model = 'sasrec'").collect()
+    }
+    for algo in ("sasrec", "ease", "popularity"):
+        for m in ("hr@10", "ndcg@10"):
+            row = metrics[(algo, m, None)]
+            assert row.split == "loo_test" and row.ci_low <= row.value <= row.ci_high
+    for ref in ("ease", "popularity"):
+        assert ("sasrec", "hr@10", ref) in metrics
+    hr, ndcg = popularity_by_hand(seqs, 10)
+    assert metrics[("popularity", "hr@10", None)].value == pytest.approx(hr)
+    assert metrics[("popularity", "ndcg@10", None)].value == pytest.approx(ndcg)
+    # the walk is learnt: the next item is the successor of the last one
+    assert metrics[("sasrec", "hr@10", None)].value >= 0.8
+
+    assert run("score", ["--model", "sasrec", *args], spark=spark) == 0
+    recs = lake.read("gold.next_item_recommendations").where(F.col("as_of_date") == AS_OF)
+    got: dict[str, list[str]] = {}
+    for r in recs.orderBy("user_id", "rank").collect():
+        got.setdefault(r.user_id, []).append(r.item_id)
+        assert r.model_version == "v0001"
+    assert set(got) == set(seqs) and all(len(v) == 5 for v in got.values())
+    assert all(not set(v) & set(seqs[u]) for u, v in got.items())  # seen items removed
+    successor_first = [
+        v[0] == item(int(seqs[u][-1][1]), int(seqs[u][-1][2:]) + 1) for u, v in got.items()
+    ]
+    assert np.mean(successor_first) >= 0.8
+    before = recs.count()
+    assert run("score", ["--model", "sasrec", *args], spark=spark) == 0
+    again = lake.read("gold.next_item_recommendations").where(F.col("as_of_date") == AS_OF)
+    assert again.count() == before
+
+    # no sequences on that day: a clear failure, no version left behind
+    registry = Registry(Path(lake_root) / "models")
+    assert registry.versions("sasrec") == ["v0001"] and registry.current("sasrec") == "v0001"
+    bad = job_args(lake_root, "--as-of", "2024-01-01", *SMALL)
+    assert run("train", ["--model", "sasrec", *bad], spark=spark) != 0
+    assert registry.versions("sasrec") == ["v0001"]
