@@ -69,7 +69,13 @@ def shop(spark: SparkSession, lake: Lake, lake_root: str, tmp_path: Path) -> Non
         "model string, cutoff date, user_id string, label int, split string, "
         "numeric map<string,double>, categorical map<string,string>, run_id string",
     ))  # fmt: skip
-    for model in ("churn", "propensity", "recommender", "returns"):
+    # cust1's item steps: SASRec's training data
+    lake.append("gold.user_sequences", spark.createDataFrame(
+        [("cust1", day, 2, ["i1", "i2"], ["view", "view"], ["c1", "c1"], [0, 60], [1, 2],
+          dt.datetime(2024, 1, 5, 13, 46), 2)],
+        lake.spec("gold.user_sequences").schema,
+    ))  # fmt: skip
+    for model in ("churn", "propensity", "recommender", "returns", "sasrec"):
         folder = Path(lake_root) / "models" / model / "v0001"
         folder.mkdir(parents=True)
         (folder / "predictions_test.csv").write_text("user_id,label,dnn\ncust1,1,0.9\ncust2,0,0.1\n"
@@ -117,9 +123,11 @@ def test_erase_removes_the_user_everywhere_and_logs_no_id(
     assert log[0].rows_deleted == {
         "bronze.events": 3, "bronze.users": 1, "bronze.quarantine": 1,
         "gold.recommendations": 2, "gold.training_sets": 1, "registry/churn/*.csv": 1,
+        "gold.user_sequences": 1,
     }  # fmt: skip
-    # cust1 had churn training rows and events (the recommender's data); not propensity's
-    assert log[0].models_to_retrain == ["churn/v0001", "recommender/v0001"]
+    # cust1 had churn training rows, events (the recommender's data) and item steps (SASRec's);
+    # not propensity's
+    assert log[0].models_to_retrain == ["churn/v0001", "recommender/v0001", "sasrec/v0001"]
     assert "cust1" not in json.dumps(log[0].asDict(), default=str).replace("cust10", "")
     run = lake.read("meta.runs").where("job = 'erase'").first()
     assert run is not None and json.loads(run.params)["user"] == "<redacted>"

@@ -46,7 +46,11 @@ log = logging.getLogger(__name__)
 QUARANTINE = "bronze.quarantine"
 MIN_RAW_ID = 4  # shorter ids are not searched for in quarantined raw records
 # table -> the model whose training data it is (besides gold.training_sets' own `model` column)
-TRAINING_DATA = {"gold.return_training_set": "returns", "bronze.events": "recommender"}
+TRAINING_DATA = {
+    "gold.return_training_set": "returns",
+    "bronze.events": "recommender",
+    "gold.user_sequences": "sasrec",
+}
 
 
 def requested_ids(users: Sequence[str], user_file: str | None) -> list[str]:
