@@ -65,3 +65,25 @@ def test_missing_required_key_and_unknown_key_in_env_file(
     (conf / "bad.yaml").write_text("lake: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config("bad")
+
+
+def test_section_dataclass_converts_by_field_type_and_names_bad_keys() -> None:
+    from dataclasses import dataclass
+
+    from shopperlake.core.config import section_dataclass
+
+    @dataclass(frozen=True)
+    class Knobs:
+        n: int = 1
+        rate: float = 0.5
+        flag: bool = False
+        name: str = "x"
+
+    got = section_dataclass(Knobs, {"n": "3", "rate": "0.25", "flag": "true"}, "a.b")
+    assert got == Knobs(n=3, rate=0.25, flag=True, name="x")
+    with pytest.raises(ConfigError, match=r"a\.b: unknown key\(s\) \['nope'\]"):
+        section_dataclass(Knobs, {"nope": 1}, "a.b")
+    with pytest.raises(ConfigError, match=r"a\.b\.n: 'many' is not int"):
+        section_dataclass(Knobs, {"n": "many"}, "a.b")
+    with pytest.raises(ConfigError, match=r"a\.b\.flag: 'maybe' is not bool"):
+        section_dataclass(Knobs, {"flag": "maybe"}, "a.b")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -228,3 +228,29 @@ def load_config(env: str = "local", overrides: Iterable[str] = ()) -> Config:
     if missing:
         raise ConfigError(f"missing required config key(s): {', '.join(missing)} (env {env})")
     return Config(env=env, data=data)
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool | int) or str(value).lower() in ("true", "false"):
+        return str(value).lower() in ("true", "1")
+    raise ValueError(value)
+
+
+def section_dataclass(cls: type[Any], section: Mapping[str, Any], where: str) -> Any:
+    """``cls(**section)`` with each value converted to its field's declared type (``int``,
+    ``float``, ``bool``, ``str``; annotations as strings); an unknown key or a value that does
+    not convert raises :class:`ConfigError` naming ``where.key``. Fields left out keep their
+    defaults."""
+    known = {f.name: str(f.type) for f in fields(cls)}
+    unknown = set(section) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+    converters: dict[str, Any] = {"float": float, "bool": _as_bool, "str": str}
+    values: dict[str, Any] = {}
+    for name, value in section.items():
+        kind = known[name]
+        try:
+            values[name] = converters.get(kind, int)(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}.{name}: {value!r} is not {kind}") from exc
+    return cls(**values)

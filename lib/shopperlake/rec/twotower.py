@@ -28,7 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
+from shopperlake.core.config import section_dataclass
 from shopperlake.core.errors import ConfigError
 from shopperlake.rec.content import price_band
 from shopperlake.training import petastorm_io, runner
@@ -76,20 +77,7 @@ class TwoTowerParams:
 
     @classmethod
     def from_dict(cls, section: dict[str, Any]) -> TwoTowerParams:
-        known = {f.name: f for f in fields(cls)}
-        unknown = set(section) - set(known)
-        if unknown:
-            raise ConfigError(f"recommender.twotower: unknown key(s) {sorted(unknown)}")
-        values: dict[str, Any] = {}
-        for name, value in section.items():
-            kind = str(known[name].type)
-            converters: dict[str, Callable[[Any], Any]] = {"float": float, "bool": _bool}
-            convert = converters.get(kind, int)
-            try:
-                values[name] = convert(value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"recommender.twotower.{name}: {value!r} is not {kind}") from exc
-        params = cls(**values)
+        params: TwoTowerParams = section_dataclass(cls, section, "recommender.twotower")
         params.validate()
         return params
 
@@ -150,12 +138,6 @@ class TwoTower:
         0, an empty history and whatever categories their affinities carried at fit time."""
         return padded(users.select("user_id").distinct().join(self.profiles, "user_id", "left"),
                       self.params)  # fmt: skip
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool | int) or str(value).lower() in ("true", "false"):
-        return str(value).lower() in ("true", "1")
-    raise ValueError(value)
 
 
 # -- features ------------------------------------------------------------------------------------

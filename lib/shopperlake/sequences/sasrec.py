@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from shopperlake.core.config import section_dataclass
 from shopperlake.core.errors import ConfigError
 from shopperlake.training import petastorm_io, runner
 
@@ -49,20 +50,7 @@ class SasRecParams:
 
     @classmethod
     def from_dict(cls, section: dict[str, Any]) -> SasRecParams:
-        known = {f.name: f for f in fields(cls)}
-        unknown = set(section) - set(known)
-        if unknown:
-            raise ConfigError(f"sequences.sasrec: unknown key(s) {sorted(unknown)}")
-        values: dict[str, Any] = {}
-        for name, value in section.items():
-            kind = float if str(known[name].type) == "float" else int
-            try:
-                values[name] = kind(value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(
-                    f"sequences.sasrec.{name}: {value!r} is not {kind.__name__}"
-                ) from exc
-        params = cls(**values)
+        params: SasRecParams = section_dataclass(cls, section, "sequences.sasrec")
         params.validate()
         return params
 
