@@ -22,6 +22,7 @@ SECTIONS = {
     "churn": "Churn",
     "retention": "Retention targets",
     "recommender": "Recommendations",
+    "sequences": "Next items (SASRec)",
     "anomalies": "Anomalies",
     "forecasts": "Demand forecasts",
     "returns": "Return risk",
@@ -67,6 +68,7 @@ def test_report_of_an_empty_lake_says_what_to_run(lake_root: str, tmp_path: Path
     assert "run ./submit.sh detect_anomalies --as-of D" in missing["anomalies"]
     assert "run ./submit.sh forecast --as-of D --level category" in missing["forecasts"]
     assert "run ./submit.sh train --model returns --as-of D" in missing["returns"]
+    assert "run ./submit.sh train --model sasrec --as-of D" in missing["sequences"]
 
 
 def test_report_needs_an_as_of_date(lake_root: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,6 +24,7 @@ from shopperlake.core.schemas import USER_SEQUENCES
 from shopperlake.jobs import run
 from shopperlake.training.registry import Registry
 from tests.conftest import job_args
+from tests.test_report import render
 
 pytestmark = pytest.mark.training
 AS_OF = dt.date(2024, 3, 1)
@@ -113,6 +114,13 @@ def test_train_score_and_a_failed_run(spark: SparkSession, lake: Lake, lake_root
         v[0] == item(int(seqs[u][-1][1]), int(seqs[u][-1][2:]) + 1) for u, v in got.items()
     ]
     assert np.mean(successor_first) >= 0.8
+    # the report's section: figures, paired differences and example lists, rendered in Chromium
+    out = Path(lake_root).parent / "reports"
+    assert run("report", job_args(lake_root, "--as-of", str(AS_OF), "--output", str(out))) == 0
+    seen = render(out / str(AS_OF) / "report.html")
+    section = {x["id"]: x for x in seen["sections"]}["sequences"]
+    assert section["missing"] == [] and section["tables"] == 3
+    assert seen["console_errors"] == []
     before = recs.count()
     assert run("score", ["--model", "sasrec", *args], spark=spark) == 0
     again = lake.read("gold.next_item_recommendations").where(F.col("as_of_date") == AS_OF)

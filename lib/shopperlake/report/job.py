@@ -497,6 +497,58 @@ def recommender(lake: Lake, registry: Registry, day: dt.date) -> Section:
     return s
 
 
+def sequences(lake: Lake, registry: Registry, day: dt.date) -> Section:
+    """SASRec's leave-one-out figures (with the paired differences to the baselines) and
+    example next-item lists of the day."""
+    s = Section("sequences", "Next items (SASRec)")
+    version = registry.current("sasrec")
+    if version is None or not lake.exists("gold.model_metrics"):
+        s.add(missing("A SASRec version", "./submit.sh train --model sasrec --as-of D"))
+    else:
+        s.add(f"<p>Current version {esc(version)}, leave-one-out, full ranking, seen items "
+              "removed; 95 % bootstrap intervals over users.</p>")  # fmt: skip
+        s.add(metrics_table(lake, "sasrec", version, "loo_test", ["hr@10", "ndcg@10"]))
+        diffs = (
+            lake.read("gold.model_metrics")
+            .where((F.col("model") == "sasrec") & (F.col("version") == version))
+            .where(F.col("reference").isNotNull())
+            .orderBy("reference", "metric")
+            .collect()
+        )
+        if diffs:
+            s.add(
+                table(
+                    ["SASRec minus", "metric", "difference [paired 95 %]", "verdict"],
+                    [
+                        (r["reference"], r["metric"],
+                         f"{r['value']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+                         "beats" if r["ci_low"] > 0 else "worse" if r["ci_high"] < 0 else "tie")
+                        for r in diffs
+                        if r["ci_low"] is not None
+                    ],
+                )
+            )  # fmt: skip
+    table_name = "gold.next_item_recommendations"
+    if lake.exists(table_name):
+        recs = lake.read(table_name).where(F.col("as_of_date") == F.lit(day))
+        users = [
+            r[0] for r in recs.select("user_id").distinct().orderBy("user_id").limit(5).collect()
+        ]
+        if users:
+            lists = recs.where(F.col("user_id").isin(users)).orderBy("user_id", "rank").collect()
+            s.add(f"<h3>Example next items as of {esc(day)}</h3>")
+            s.add(
+                table(
+                    ["user", "top 10 next items"],
+                    [
+                        (u, ", ".join([r["item_id"] for r in lists if r["user_id"] == u][:10]))
+                        for u in users
+                    ],
+                )
+            )
+    return s
+
+
 def anomalies(lake: Lake, day: dt.date) -> Section:
     s = Section("anomalies", "Anomalies")
     if not lake.exists("gold.user_anomalies") and not lake.exists("gold.feed_anomalies"):
@@ -699,6 +751,7 @@ def build(lake: Lake, registry: Registry, day: dt.date, folder: Path) -> tuple[P
         churn(lake, registry, day, figs),
         retention(lake, day),
         recommender(lake, registry, day),
+        sequences(lake, registry, day),
         anomalies(lake, day),
         forecasts(lake, day, figs),
         returns(lake, registry, day),
