@@ -74,7 +74,9 @@ def popularity_by_hand(seqs: dict[str, list[str]], k: int) -> tuple[float, float
     return float(np.mean(hits)), float(np.mean(gains))
 
 
-def test_train_score_and_a_failed_run(spark: SparkSession, lake: Lake, lake_root: str) -> None:
+def test_train_score_and_a_failed_run(
+    spark: SparkSession, lake: Lake, lake_root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     seqs = walks()
     ts = dt.datetime(2024, 2, 29, 12, 0)
     rows = [
@@ -82,10 +84,20 @@ def test_train_score_and_a_failed_run(spark: SparkSession, lake: Lake, lake_root
          list(range(1, len(s) + 1)), ts, len(s))
         for u, s in seqs.items()
     ]  # fmt: skip
+    # two users with fewer than 3 distinct items: out of the evaluation, counted; scored
+    short = {"s1": [item(0, 0), item(0, 0)], "s2": [item(1, 3), item(1, 4)]}
+    rows += [
+        (u, AS_OF, len(s), s, ["view"] * len(s), [x[:2] for x in s], [60] * len(s),
+         list(range(1, len(s) + 1)), ts, len(s))
+        for u, s in short.items()
+    ]  # fmt: skip
     lake.append("gold.user_sequences", spark.createDataFrame(rows, USER_SEQUENCES))
 
     args = job_args(lake_root, "--as-of", str(AS_OF), *SMALL)
     assert run("train", ["--model", "sasrec", *args], spark=spark) == 0
+    last = lake.read("meta.runs").orderBy(F.col("started_at").desc()).first()
+    assert last is not None and last.metrics["users_too_few_steps"] == 2.0
+    assert last.rows_read == len(seqs)
     metrics = {
         (r.algorithm, r.metric, r.reference): r
         for r in lake.read("gold.model_metrics").where("model = 'sasrec'").collect()
@@ -108,10 +120,11 @@ def test_train_score_and_a_failed_run(spark: SparkSession, lake: Lake, lake_root
     for r in recs.orderBy("user_id", "rank").collect():
         got.setdefault(r.user_id, []).append(r.item_id)
         assert r.model_version == "v0001"
-    assert set(got) == set(seqs) and all(len(v) == 5 for v in got.values())
-    assert all(not set(v) & set(seqs[u]) for u, v in got.items())  # seen items removed
+    histories = {**seqs, **short}
+    assert set(got) == set(histories) and all(len(v) == 5 for v in got.values())
+    assert all(not set(v) & set(histories[u]) for u, v in got.items())  # seen items removed
     successor_first = [
-        v[0] == item(int(seqs[u][-1][1]), int(seqs[u][-1][2:]) + 1) for u, v in got.items()
+        got[u][0] == item(int(s[-1][1]), int(s[-1][2:]) + 1) for u, s in seqs.items()
     ]
     assert np.mean(successor_first) >= 0.8
     # the report's section: figures, paired differences and example lists, rendered in Chromium
@@ -130,5 +143,20 @@ def test_train_score_and_a_failed_run(spark: SparkSession, lake: Lake, lake_root
     registry = Registry(Path(lake_root) / "models")
     assert registry.versions("sasrec") == ["v0001"] and registry.current("sasrec") == "v0001"
     bad = job_args(lake_root, "--as-of", "2024-01-01", *SMALL)
+    capsys.readouterr()
     assert run("train", ["--model", "sasrec", *bad], spark=spark) != 0
+    message = capsys.readouterr().err
+    assert "gold.user_sequences as of 2024-01-01 has 0 users" in message
+    assert "build_sequences --as-of 2024-01-01" in message
+    # a catalogue above the configured limit: named, before anything is trained or registered
+    n_items = len({x for s in seqs.values() for x in s})
+    limited = [*args, "--set=sequences.sasrec.max_items=10"]
+    assert run("train", ["--model", "sasrec", *limited], spark=spark) != 0
+    message = capsys.readouterr().err
+    assert f"has {n_items:,} distinct items" in message
+    assert "sequences.sasrec.max_items (10)" in message
+    no_lambdas = [*args, "--set=recommender.ease.lambdas=[]"]
+    assert run("train", ["--model", "sasrec", *no_lambdas], spark=spark) != 0
+    assert "recommender.ease.lambdas is empty" in capsys.readouterr().err
+    assert registry.versions("sasrec") == ["v0001"]
     assert registry.versions("sasrec") == ["v0001"]

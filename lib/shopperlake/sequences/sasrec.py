@@ -47,6 +47,7 @@ class SasRecParams:
     seed: int = 7
     k: int = 10  # cut-off of HR@k / NDCG@k
     top_n: int = 20  # next items per user written by score --model sasrec
+    max_items: int = 50_000  # catalogue limit of the full softmax (batch x max_len x items)
 
     @classmethod
     def from_dict(cls, section: dict[str, Any]) -> SasRecParams:
@@ -66,6 +67,7 @@ class SasRecParams:
             (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
             (self.learning_rate > 0 and self.num_proc >= 1, "learning_rate > 0, num_proc >= 1"),
             (self.k >= 1 and self.top_n >= 1, "k and top_n must be >= 1"),
+            (self.max_items >= 1, "max_items must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

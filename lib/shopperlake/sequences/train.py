@@ -35,7 +35,7 @@ from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from shopperlake.churn.train import code_version
 from shopperlake.core.cli import Job, JobContext
-from shopperlake.core.errors import InputError
+from shopperlake.core.errors import ConfigError, InputError
 from shopperlake.core.storage import Storage
 from shopperlake.rec.ease import ease_weights, gram_matrix
 from shopperlake.sequences import loo, sasrec
@@ -183,7 +183,9 @@ def body(ctx: JobContext) -> int:
         if getattr(ctx.args, flag) is not None:
             section[flag] = getattr(ctx.args, flag)
     params = SasRecParams.from_dict(section)
+    ease_lambdas(ctx)  # a config error before any work
     seqs = lake.read(TABLE).where(F.col("as_of_date") == F.lit(as_of))
+    short = loo.item_steps(seqs, min_steps=0).where(F.col("n") < loo.MIN_STEPS).count()
     indexed = loo.index_steps(spark, loo.item_steps(seqs))
     rows = indexed.rows.cache()
     n_users = rows.count()
@@ -193,7 +195,17 @@ def body(ctx: JobContext) -> int:
             f"(need {MIN_USERS}): run build_sequences --as-of {as_of} first"
         )
     vocab = indexed.vocab
-    print(f"sasrec: {n_users:,} users, {vocab.items:,} items, steps as of {as_of}")
+    if vocab.items > params.max_items:
+        rows.unpersist()
+        raise InputError(
+            f"{TABLE} as of {as_of} has {vocab.items:,} distinct items, more than "
+            f"sequences.sasrec.max_items ({params.max_items:,}): the full softmax holds "
+            f"batch_size x max_len x items logits; raise the limit if memory allows"
+        )
+    print(
+        f"sasrec: {n_users:,} users, {vocab.items:,} items, steps as of {as_of}; {short:,} "
+        f"users with fewer than {loo.MIN_STEPS} item steps not in the evaluation"
+    )
     registry = Registry.from_config(ctx.cfg, lake.root)
     mv = registry.new_version(MODEL)
     try:
@@ -227,6 +239,7 @@ def body(ctx: JobContext) -> int:
     print(f"\nmodel {MODEL} {mv.version} ({verdict}{previous}); EASE lambda {lam:g} (validation)")
     print(comparison_table(comparison, [f"hr@{params.k}", k]))
     ctx.run.rows_read = n_users
+    ctx.run.metrics["users_too_few_steps"] = float(short)
     ctx.run.rows_written = len(out)
     for algo, m in metrics["test"].items():
         for name, value in m.items():
@@ -234,6 +247,14 @@ def body(ctx: JobContext) -> int:
     ctx.run.metrics["promoted"] = float(promoted)
     ctx.run.metrics["horovod_seconds"] = fitted.seconds
     return len(out)
+
+
+def ease_lambdas(ctx: JobContext) -> list[float]:
+    lambdas = [float(x) for x in ctx.cfg.get("recommender.ease.lambdas") or []]
+    if not lambdas:
+        raise ConfigError("recommender.ease.lambdas is empty: the SASRec evaluation chooses "
+                          "EASE's lambda among them on the validation targets")  # fmt: skip
+    return lambdas
 
 
 def evaluate(
@@ -250,7 +271,7 @@ def evaluate(
     counts[[int(x) for x in gram.item_ids]] = np.diag(gram.matrix)
     validation = loo.evaluation_rows(rows, "validation", p.max_len)
     test = loo.evaluation_rows(rows, "test", p.max_len)
-    lambdas = [float(x) for x in ctx.cfg.get("recommender.ease.lambdas")]
+    lambdas = ease_lambdas(ctx)
     best: tuple[float, float] | None = None
     for lam in lambdas:
         b = ease_in_index_space(gram.item_ids, ease_weights(gram.matrix, lam), vocab.items)
