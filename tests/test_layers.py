@@ -23,14 +23,17 @@ LAYERS = {
     "segments": 3,
     # forecasting: series from bronze events and the items' categories as of a day
     "forecast": 3,
+    # the sequence model and its arrays (point-in-time sequences via profiles; no jobs): the
+    # recommender's sasrec source and the sequences jobs both use it
+    "seqmodel": 3,
     # anomalies: feed monitoring on bronze; user detectors will read profiles and segments
     "anomalies": 4,
     "churn": 4,
     "rec": 4,
     # capabilities built on the tabular-classifier pieces of churn
     "returns": 5,
-    # sequences: point-in-time item event sequences per user (profiles' point-in-time
-    # filter) and the sequence models, evaluated against the recommender's EASE
+    # sequences: the jobs of the sequence table and SASRec, evaluated against the recommender's
+    # EASE
     "sequences": 5,
     # the analysts' report reads every table and the registry's stored test predictions
     "report": 6,

@@ -9,7 +9,7 @@ import math
 import numpy as np
 from pyspark.sql import SparkSession
 
-from shopperlake.sequences import loo
+from shopperlake.seqmodel import loo
 from shopperlake.sequences.train import hit_ndcg, target_ranks
 
 SEQ_SCHEMA = "user_id STRING, item_ids ARRAY<STRING>, event_types ARRAY<STRING>, " \

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shopperlake.sequences.sasrec import SasRecParams, Vocab, fit_local, scores
+from shopperlake.seqmodel.sasrec import SasRecParams, Vocab, fit_local, scores
 
 pytestmark = pytest.mark.training
 N_ITEMS, LENGTH = 30, 10

@@ -36,8 +36,8 @@ from shopperlake.returns.spec import MODEL as RETURNS
 from shopperlake.returns.train import TRAIN_RETURNS
 from shopperlake.returns.training_set import BUILD_RETURN_TRAINING_SET
 from shopperlake.segments.job import BUILD_SEGMENTS
+from shopperlake.seqmodel.sasrec import MODEL as SASREC
 from shopperlake.sequences.job import BUILD_SEQUENCES
-from shopperlake.sequences.sasrec import MODEL as SASREC
 from shopperlake.sequences.score import SCORE_SASREC
 from shopperlake.sequences.train import TRAIN_SASREC
 from shopperlake.synthetic.generate import GENERATE

@@ -13,7 +13,7 @@ from shopperlake.core.cli import Job, JobContext
 from shopperlake.core.errors import ConfigError, InputError
 from shopperlake.core.exclusion import without_flagged
 from shopperlake.core.schemas import EVENT_TYPES
-from shopperlake.sequences.build import user_sequences
+from shopperlake.seqmodel.build import user_sequences
 
 TABLE = "gold.user_sequences"
 

@@ -2,7 +2,7 @@
 ``gold.user_sequences`` with Horovod (Petastorm-fed), evaluate it leave-one-out with full
 ranking against EASE and popularity, register the version, write ``gold.model_metrics``.
 
-Protocol (:mod:`shopperlake.sequences.loo`): every model learns from the training steps
+Protocol (:mod:`shopperlake.seqmodel.loo`): every model learns from the training steps
 ``s_1 .. s_{n-2}`` of every user only; EASE's λ is chosen on the validation targets
 ``s_{n-1}`` (history ``s_1 .. s_{n-2}``); the reported figures are on the test targets ``s_n``
 (history ``s_1 .. s_{n-1}``). Every item of the catalogue is ranked, the history's items are
@@ -38,8 +38,8 @@ from shopperlake.core.cli import Job, JobContext
 from shopperlake.core.errors import ConfigError, InputError
 from shopperlake.core.storage import Storage
 from shopperlake.rec.ease import ease_weights, gram_matrix
-from shopperlake.sequences import loo, sasrec
-from shopperlake.sequences.sasrec import MODEL, SasRecParams, Vocab
+from shopperlake.seqmodel import loo, sasrec
+from shopperlake.seqmodel.sasrec import MODEL, SasRecParams, Vocab
 from shopperlake.training import runner
 from shopperlake.training.bootstrap import mean_stat
 from shopperlake.training.model_metrics import (
@@ -347,17 +347,6 @@ def save_version(
             default=str,
         )
     )
-
-
-def load_version(path: Path) -> tuple[Vocab, SasRecParams, list[np.ndarray], list[str]]:
-    """(vocabulary, params, weights, item ids) of a registered version."""
-    params = json.loads((path / "params.json").read_text())
-    vocab_json = json.loads((path / "vocab.json").read_text())
-    vocab = Vocab(len(vocab_json["item_ids"]), int(vocab_json["types"]),
-                  np.asarray(vocab_json["item_category"], np.int32))  # fmt: skip
-    with np.load(path / "weights.npz") as z:
-        weights = [z[f"arr_{i}"] for i in range(len(z.files))]
-    return vocab, SasRecParams(**params["sasrec"]), weights, list(vocab_json["item_ids"])
 
 
 TRAIN_SASREC = Job(

@@ -23,8 +23,8 @@ import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from shopperlake.sequences.build import FUNNEL
-from shopperlake.sequences.sasrec import Vocab
+from shopperlake.seqmodel.build import FUNNEL
+from shopperlake.seqmodel.sasrec import Vocab
 
 MIN_STEPS = 3
 

@@ -17,9 +17,11 @@ Petastorm; :func:`fit_local` fits the same model in-process (tests on planted pa
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -233,3 +235,14 @@ def task(vocab: Vocab, p: SasRecParams) -> runner.KerasTask:
         return [np.asarray(w) for w in model.get_weights()]
 
     return runner.KerasTask(build, compile_args, inputs, result)
+
+
+def load_version(path: Path) -> tuple[Vocab, SasRecParams, list[np.ndarray], list[str]]:
+    """(vocabulary, params, weights, item ids) of a registered version."""
+    params = json.loads((path / "params.json").read_text())
+    vocab_json = json.loads((path / "vocab.json").read_text())
+    vocab = Vocab(len(vocab_json["item_ids"]), int(vocab_json["types"]),
+                  np.asarray(vocab_json["item_category"], np.int32))  # fmt: skip
+    with np.load(path / "weights.npz") as z:
+        weights = [z[f"arr_{i}"] for i in range(len(z.files))]
+    return vocab, SasRecParams(**params["sasrec"]), weights, list(vocab_json["item_ids"])
