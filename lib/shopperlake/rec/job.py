@@ -45,6 +45,7 @@ from shopperlake.rec.params import RecParams
 from shopperlake.rec.pipeline import Fitted, Inputs, final_lists, fit_sources, release
 from shopperlake.rec.popularity import item_popularity, recommend_popular, segment_popularity
 from shopperlake.rec.ranker import tune_weights, validation_frame
+from shopperlake.seqmodel.build import user_sequences
 from shopperlake.training.model_metrics import (
     BootstrapSettings,
     Comparison,
@@ -107,6 +108,19 @@ def segments_of(ctx: JobContext, profiles: DataFrame, as_of: dt.date) -> DataFra
     return users.withColumn("segment", F.lit(None).cast("string"))
 
 
+def ordered_events(ctx: JobContext, events: DataFrame, cutoff: dt.date) -> DataFrame:
+    """The users' point-in-time event sequences up to the end of ``cutoff`` (the builder and
+    settings of ``gold.user_sequences``), for the order-aware ``sasrec`` source (lazy: read
+    only when that source is fitted)."""
+    return user_sequences(
+        events,
+        cutoff,
+        int(ctx.cfg.get("sequences.max_len")),
+        [str(t) for t in ctx.cfg.get("sequences.event_types")],
+        int(ctx.cfg.get("sequences.min_events")),
+    )
+
+
 def time_inputs(
     ctx: JobContext, events: DataFrame, catalog: DataFrame, cutoff: dt.date, params: RecParams
 ) -> Inputs:
@@ -122,6 +136,7 @@ def time_inputs(
         popularity=item_popularity(events, cutoff, params.popularity_days),
         exclude=bought(events, cutoff) if params.exclude_bought else None,
         repeat_categories=params.repeat_categories,
+        sequences=ordered_events(ctx, events, cutoff),
     )
 
 
@@ -155,7 +170,11 @@ Evaluated = tuple[dict[str, dict[str, float]], Comparison, Fitted, Tuning]
 
 
 def split_inputs(
-    train: DataFrame, catalog: DataFrame, exclude_seen: bool, repeat_categories: tuple[str, ...]
+    train: DataFrame,
+    catalog: DataFrame,
+    exclude_seen: bool,
+    repeat_categories: tuple[str, ...],
+    sequences: DataFrame | None = None,
 ) -> Inputs:
     """Inputs for protocols whose training data is a set of interactions (no profile snapshot):
     users without segment, content affinities and popularity from those interactions."""
@@ -168,6 +187,7 @@ def split_inputs(
         popularity=train.groupBy("item_id").agg(F.count(F.lit(1)).alias("count")),
         exclude=train.select("user_id", "item_id") if exclude_seen else None,
         repeat_categories=repeat_categories,
+        sequences=sequences,
     )
 
 
@@ -225,15 +245,17 @@ def validation_split(
 
 
 def validation_last_order(
-    train_events: DataFrame, as_of: dt.date, catalog: DataFrame, params: RecParams
-) -> Validation:
+    ctx: JobContext, train_events: DataFrame, as_of: dt.date, catalog: DataFrame,
+    params: RecParams,
+) -> Validation:  # fmt: skip
     """Next basket one order earlier: each user's last training order (the second-to-last
     order) predicted from the orders before it."""
     inner_events, valid = split_last_order(train_events)
     inner = interactions(
         inner_events, as_of, params.event_weights, params.half_life_days, params.lookback_days
     ).cache()
-    inp = split_inputs(inner, catalog, params.exclude_bought, params.repeat_categories)
+    inp = split_inputs(inner, catalog, params.exclude_bought, params.repeat_categories,
+                       ordered_events(ctx, inner_events, as_of))  # fmt: skip
     return Validation(inp, valid.join(inp.users.select("user_id"), "user_id"))
 
 
@@ -362,14 +384,20 @@ def evaluate_last_order(
     next-basket data, where most of a basket is re-orders)."""
     train_events, truth = split_last_order(point_in_time(events, as_of))
     train_events = train_events.cache()
-    val = validation_last_order(train_events, as_of, catalog, params)
+    val = validation_last_order(ctx, train_events, as_of, catalog, params)
     tuning = tune(ctx.spark, val, catalog, params)
     train = interactions(
         train_events, as_of, params.event_weights, params.half_life_days, params.lookback_days
     ).cache()
-    inp = split_inputs(train, catalog, params.exclude_bought, params.repeat_categories)
+    inp = split_inputs(train, catalog, params.exclude_bought, params.repeat_categories,
+                       ordered_events(ctx, train_events, as_of))  # fmt: skip
     truth = truth.join(inp.users.select("user_id"), "user_id")  # users with an earlier order
     return (*_evaluate(ctx, inp, truth, params, tuning), tuning)
+
+
+# the deep sources (off by default): when the chosen blend weights one, the holdout also
+# ranks the blend without it, so its contribution gets a paired interval of its own
+ABLATED = ("twotower", "sasrec")
 
 
 def _evaluate(
@@ -385,7 +413,8 @@ def _evaluate(
             "longer recommender.holdout_days"
         )
     fitted = fit_sources(spark, inp, params, tuning.ease_lambda)
-    lists = final_lists(inp, fitted, tuning.blend_params(params), max(params.k, *params.eval_ks))
+    lists = final_lists(inp, fitted, tuning.blend_params(params), max(params.k, *params.eval_ks),
+                        ablate=ABLATED)  # fmt: skip
     lists = {name: df.cache() for name, df in lists.items()}
     catalog_size = inp.catalog.select("item_id").distinct().count()
     metrics = evaluate_lists(

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shopperlake.core.errors import ConfigError
+from shopperlake.rec.sasrec_source import SourceParams
 
-SOURCES = ("popularity", "itemcf", "ease", "als", "content", "repeat", "twotower")
+SOURCES = ("popularity", "itemcf", "ease", "als", "content", "repeat", "twotower", "sasrec")
 PROTOCOLS = ("time", "random", "stratified", "last_order")
 BLEND_MODES = ("weights", "tuned")
 # Keys of ``recommender.blend`` that are not a source weight.
@@ -50,6 +51,7 @@ class RecParams:
     als: dict[str, Any] = field(default_factory=dict)
     content: dict[str, Any] = field(default_factory=dict)
     twotower: dict[str, Any] = field(default_factory=dict)
+    sasrec: dict[str, Any] = field(default_factory=dict)
     blend: dict[str, Any] = field(default_factory=dict)
     similar_items_n: int = 20
     promotion_metric: str = "ndcg@10"
@@ -81,6 +83,7 @@ class RecParams:
             als=dict(section["als"]),
             content=dict(section["content"]),
             twotower=dict(section.get("twotower") or {}),
+            sasrec=dict(section.get("sasrec") or {}),
             blend=dict(section["blend"]),
             similar_items_n=int(section["similar_items_n"]),
             promotion_metric=str(section["promotion"]["metric"]),
@@ -127,6 +130,8 @@ class RecParams:
         unknown = set(self.weights()) - set(SOURCES)
         if unknown:
             raise ConfigError(f"recommender.blend names unknown source(s) {sorted(unknown)}")
+        if self.weights().get("sasrec", 0.0) > 0:
+            SourceParams.from_dict(self.sasrec)  # a bad section stops the job before any work
 
     def weights(self) -> dict[str, float]:
         """Blend weight per source (the non-weight keys of ``blend`` left out)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
@@ -16,7 +17,8 @@ from shopperlake.rec.itemcf import item_similarity, recommend_itemcf
 from shopperlake.rec.params import RecParams
 from shopperlake.rec.popularity import recommend_popular, segment_popularity
 from shopperlake.rec.repeat import recommend_repeat
-from shopperlake.rec.twotower import fit_twotower, recommend_twotower
+from shopperlake.rec.sasrec_source import recommend_sasrec
+from shopperlake.rec.twotower import fit_twotower, recommend_twotower, resolve_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,9 @@ class Inputs:
     popularity: DataFrame  # (item_id, count): recent popularity
     exclude: DataFrame | None  # (user_id, item_id) not to recommend (bought / seen)
     repeat_categories: tuple[str, ...] = ()
+    # point-in-time event sequences (seqmodel.build.user_sequences) of the same cutoff, for
+    # the order-aware sasrec source; None where the protocol has no order (random splits)
+    sequences: DataFrame | None = None
 
 
 @dataclass
@@ -100,27 +105,46 @@ def fit_sources(
         towers = fit_twotower(spark, inter, inp.catalog, inp.affinities, params.twotower, cache_dir)
         out.candidates["twotower"] = recommend_twotower(spark, towers, inp.users, n).cache()
         out.cached.append(towers.profiles)  # the user features the candidates are built from
+    if weights.get("sasrec", 0.0) > 0:
+        out.candidates["sasrec"] = recommend_sasrec(
+            spark, inp.sequences, inp.users, params.sasrec, n, resolve_cache_dir(spark, cache_dir)
+        )
     return out
 
 
 def final_lists(
-    inp: Inputs, fitted: Fitted, params: RecParams, k: int, sources: bool = True
+    inp: Inputs,
+    fitted: Fitted,
+    params: RecParams,
+    k: int,
+    sources: bool = True,
+    ablate: Sequence[str] = (),
 ) -> dict[str, DataFrame]:
     """The hybrid and (when ``sources``) every source alone, each through the same rules and
     popularity fill, top-``k``. The blend is ``params.blend`` (the tuned one when train tuned
-    it: :meth:`RecParams.with_blend`)."""
+    it: :meth:`RecParams.with_blend`). For every source of ``ablate`` the blend weights, also
+    ``hybrid_without_<source>``: the same blend with that source's weight set to 0 (an
+    ablation of the chosen blend, not re-tuned), where that weight and another are positive."""
     assert fitted.fallback is not None
     lists: dict[str, DataFrame] = {}
     for name, cands in fitted.candidates.items() if sources else ():
         named = cands.withColumn("source", F.lit(name))
         lists[name] = finalise_with(named, inp, fitted, params, k)
-    blended = blend(
-        fitted.candidates,
-        params.weights(),
-        str(params.blend["normalise"]),
-        float(params.blend.get("rrf_k", 10.0)),
-    )
-    lists["hybrid"] = finalise_with(blended, inp, fitted, params, k)
+    weights = params.weights()
+    variants = {"hybrid": weights}
+    for name in ablate:
+        rest = {**weights, name: 0.0}
+        others = any(v > 0 for n, v in rest.items() if n in fitted.candidates)
+        if weights.get(name, 0.0) > 0 and name in fitted.candidates and others:
+            variants[f"hybrid_without_{name}"] = rest
+    for label, w in variants.items():
+        blended = blend(
+            fitted.candidates,
+            w,
+            str(params.blend["normalise"]),
+            float(params.blend.get("rrf_k", 10.0)),
+        )
+        lists[label] = finalise_with(blended, inp, fitted, params, k)
     return lists
 
 

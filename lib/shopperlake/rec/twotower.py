@@ -379,7 +379,7 @@ def resolve_cache_dir(spark: SparkSession, cache_dir: str | None) -> str:
     if current:
         return str(current)
     raise ConfigError(
-        "two-tower: no Petastorm cache dir: pass cache_dir or set "
+        "recommender: no Petastorm cache dir for the deep sources: pass cache_dir or set "
         f"{SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF} (training.cache)"
     )
 

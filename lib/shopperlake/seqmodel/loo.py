@@ -106,11 +106,13 @@ def left_padded(arr: Column, length: int) -> Column:
     return F.concat(F.array_repeat(F.lit(0), F.lit(length) - F.size(tail)), tail)
 
 
-def training_rows(indexed: DataFrame, max_len: int) -> DataFrame:
-    """(user_id, items, types, targets) over ``s_1 .. s_{n-2}``: inputs ``s_1 .. s_{m-1}``,
-    targets ``s_2 .. s_m`` (users with m >= 2 only), left-padded to ``max_len``."""
+def training_rows(indexed: DataFrame, max_len: int, held_out: int = 2) -> DataFrame:
+    """(user_id, items, types, targets) over ``s_1 .. s_m``, ``m = n - held_out`` (2 for
+    leave-one-out: validation and test; 0 when every step is training data): inputs
+    ``s_1 .. s_{m-1}``, targets ``s_2 .. s_m`` (users with m >= 2 only), left-padded to
+    ``max_len``."""
     train = indexed.select(
-        "user_id", head("items", 2).alias("s"), head("types", 2).alias("t")
+        "user_id", head("items", held_out).alias("s"), head("types", held_out).alias("t")
     ).where(F.size("s") >= 2)
     return train.select(
         "user_id",

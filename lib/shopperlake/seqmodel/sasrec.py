@@ -52,12 +52,12 @@ class SasRecParams:
     max_items: int = 50_000  # catalogue limit of the full softmax (batch x max_len x items)
 
     @classmethod
-    def from_dict(cls, section: dict[str, Any]) -> SasRecParams:
-        params: SasRecParams = section_dataclass(cls, section, "sequences.sasrec")
-        params.validate()
+    def from_dict(cls, section: dict[str, Any], where: str = "sequences.sasrec") -> SasRecParams:
+        params: SasRecParams = section_dataclass(cls, section, where)
+        params.validate(where)
         return params
 
-    def validate(self) -> None:
+    def validate(self, where: str = "sequences.sasrec") -> None:
         checks = [
             (self.max_len >= 2, "max_len must be >= 2"),
             (
@@ -73,7 +73,7 @@ class SasRecParams:
         ]
         for ok, message in checks:
             if not ok:
-                raise ConfigError(f"sequences.sasrec: {message}")
+                raise ConfigError(f"{where}: {message}")
 
 
 @dataclass(frozen=True)
