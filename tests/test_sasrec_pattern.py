@@ -71,3 +71,27 @@ def test_attention_finds_the_item_two_steps_back() -> None:
 
     assert sasrec_hit1 >= 0.9, (sasrec_hit1, bag_hit1, last_hit1)
     assert bag_hit1 <= 0.4 and last_hit1 <= 0.2, (bag_hit1, last_hit1)
+
+
+def test_scores_do_not_depend_on_the_left_padding() -> None:
+    """``scores`` drops the columns that are padding in every row before encoding: the same
+    histories padded to the model's full width, or padded per row inside a narrower batch,
+    score the same (padding is masked in attention and zeroed)."""
+    from shopperlake.seqmodel.sasrec import build_model
+
+    rng = np.random.default_rng(4)
+    p = SasRecParams(max_len=LENGTH, dim=16, blocks=2, heads=2, dropout=0.0)
+    model = build_model(Vocab(N_ITEMS, 2, np.zeros(N_ITEMS + 1, np.int32)), p)
+    lengths = [3, 1, 4, 2]
+    wide = np.zeros((len(lengths), LENGTH), np.int32)
+    for r, n in enumerate(lengths):
+        wide[r, LENGTH - n :] = rng.integers(1, N_ITEMS + 1, n)
+    types = (wide > 0).astype(np.int32) * 2
+    batch = scores(model, wide, types)  # trimmed to the longest history (4 columns)
+    for r in range(len(lengths)):
+        one = scores(model, wide[r : r + 1], types[r : r + 1])  # trimmed to n columns
+        np.testing.assert_allclose(batch[r], one[0], rtol=1e-4, atol=1e-5)
+    # against the untrimmed encoder over all LENGTH positions
+    full = np.asarray(model.encode({"items": wide, "types": types}, training=False))[:, -1, :]
+    np.testing.assert_allclose(batch, full @ model.item_emb.embeddings.numpy().T,
+                               rtol=1e-4, atol=1e-5)  # fmt: skip

@@ -128,14 +128,17 @@ def build_model(vocab: Vocab, p: SasRecParams) -> Any:
             self.causal = tf.cast(tf.linalg.band_part(tf.ones((length, length)), -1, 0), tf.bool)
 
         def encode(self, inputs: Any, training: bool | None = None) -> Any:
+            """(B, T, dim) for left-padded (B, T) inputs, T <= max_len: the last T of the
+            max_len positions (padding is masked, so trimming left padding changes nothing)."""
             items, types = inputs["items"], inputs["types"]
+            first = length - tf.shape(items)[1]
             valid = items > 0
             x = self.item_emb(items) * math.sqrt(d)
             x = x + self.type_emb(types) + self.cat_emb(tf.gather(self.cat_table, items))
-            x = x + self.pos_emb(tf.range(length))[None, :, :]
+            x = x + self.pos_emb(tf.range(first, length))[None, :, :]
             keep = tf.cast(valid, tf.float32)[:, :, None]
             x = self.drop(x, training=training) * keep
-            mask = tf.logical_and(self.causal[None, :, :], valid[:, None, :])
+            mask = tf.logical_and(self.causal[None, first:, first:], valid[:, None, :])
             for b in range(p.blocks):
                 h = self.norm1[b](x)
                 x = x + self.drop(
@@ -151,8 +154,18 @@ def build_model(vocab: Vocab, p: SasRecParams) -> Any:
             pad = tf.one_hot(0, vocab.items + 1, on_value=-1e9, off_value=0.0)
             return logits + pad[None, None, :]
 
+        @tf.function(
+            input_signature=[
+                {
+                    "items": tf.TensorSpec([None, None], tf.int32),
+                    "types": tf.TensorSpec([None, None], tf.int32),
+                }
+            ],
+            reduce_retracing=True,
+        )
         def last_state(self, inputs: Any) -> Any:
-            """(B, dim): the representation at the last position (inputs are left-padded)."""
+            """(B, dim): the representation at the last position (inputs are left-padded);
+            one traced graph for every batch size and width."""
             return self.encode(inputs, training=False)[:, -1, :]
 
     model = SasRec()
@@ -182,8 +195,16 @@ def item_table(model: Any) -> np.ndarray:
 
 
 def scores(model: Any, items: np.ndarray, types: np.ndarray) -> np.ndarray:
-    """(rows, items + 1) next-item scores after left-padded histories (column 0 = padding)."""
-    h = np.asarray(model.last_state({"items": items, "types": types}), dtype=np.float32)
+    """(rows, items + 1) next-item scores after left-padded histories (column 0 = padding).
+    Columns that are padding in every row are dropped before encoding (the same result,
+    less work when histories are shorter than ``max_len``)."""
+    used = np.flatnonzero((items > 0).any(axis=0))
+    first = int(used[0]) if len(used) else items.shape[1] - 1
+    inputs = {
+        "items": np.ascontiguousarray(items[:, first:], dtype=np.int32),
+        "types": np.ascontiguousarray(types[:, first:], dtype=np.int32),
+    }
+    h = np.asarray(model.last_state(inputs), dtype=np.float32)
     return h @ item_table(model).T
 
 
