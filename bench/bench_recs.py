@@ -16,13 +16,16 @@ for every user; the parts are timed too:
   compared with ``recommendForAllUsers(10)`` and its end-to-end time with ALS fit + it;
 - two-tower: the blockwise retrieval (towers with vocabularies and user features, untrained
   weights: the cost does not depend on them); its Horovod training is timed in the README's
-  quality runs, not here.
+  quality runs, not here;
+- SASRec: the score job's executor function (``sequences.sasrec`` shape, untrained weights,
+  each user's 20 items as views): self-attention encoder at the last position, scores over
+  every item, seen items removed, top 10; training is timed in ``bench/bench_sasrec.py``.
 
 ``--repeat R`` runs each method R times and reports the best and the median (the machine may be
 shared: timings vary between runs).
 
     .venv/bin/python bench/bench_recs.py [--users 100000 --items 10000 --per-user 20]
-        [--methods itemcf,ease,als,twotower] [--repeat 1]
+        [--methods itemcf,ease,als,twotower,sasrec] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
-METHODS = ("itemcf", "ease", "als", "twotower")
+METHODS = ("itemcf", "ease", "als", "twotower", "sasrec")
 T = TypeVar("T")
 
 
@@ -185,8 +188,37 @@ def main(argv: list[str] | None = None) -> int:
         run.timed("top-10 all users", lambda: materialise(recs))
         model.profiles.unpersist()
 
+    def sasrec_retrieval(run: Run) -> None:
+        # Like the two-tower: untrained weights of the configured shape (the cost does not
+        # depend on them); each user's items in one order, as views; the score job's
+        # executor function (encoder at the last position, scores over every item, top 10).
+        from pyspark.sql import functions as F
+
+        from shopperlake.seqmodel import sasrec
+        from shopperlake.seqmodel.build import FUNNEL
+        from shopperlake.seqmodel.retrieval import SCORED, next_item_scorer
+
+        p = sasrec.SasRecParams.from_dict(dict(cfg.get("sequences.sasrec") or {}))
+        ids = sorted(r.item_id for r in inter.select("item_id").distinct().collect())
+        vocab = sasrec.Vocab(len(ids), len(FUNNEL), np.zeros(len(ids) + 1, np.int32))
+        weights = sasrec.build_model(vocab, p).get_weights()
+        users = (
+            inter.groupBy("user_id")
+            .agg(F.sort_array(F.collect_list("item_id")).alias("item_ids"))
+            .withColumn("event_types", F.expr("transform(item_ids, x -> 'view')"))
+            .cache()
+        )
+        run.timed("histories", users.count)
+        shipped = spark.sparkContext.broadcast((vocab, p, weights, ids))
+        recs = users.mapInPandas(next_item_scorer(shipped, f"bench-{time.time_ns()}", 10, False),
+                                 SCORED)  # fmt: skip
+        run.timed("top-10 all users", lambda: materialise(recs))
+        shipped.unpersist()
+        users.unpersist()
+
     bodies: dict[str, Callable[[Run], None]] = {
         "itemcf": itemcf, "ease": ease, "als": als, "twotower": twotower,
+        "sasrec": sasrec_retrieval,
     }  # fmt: skip
     results: dict[str, list[Run]] = {}
     for rep in range(args.repeat):
@@ -227,11 +259,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             rows.append(("ALS end to end (fit + top-10)", [r.total for r in runs], ref_all))
             continue  # fmt: skip
-        label = {"itemcf": "item-CF", "ease": "EASE", "twotower": "two-tower"}[name]
+        label = {"itemcf": "item-CF", "ease": "EASE", "twotower": "two-tower",
+                 "sasrec": "SASRec"}[name]  # fmt: skip
         for part in runs[0].parts:
             ref = ref_top if part == "top-10 all users" else None
             rows.append((f"  {label}: {part}", [r.parts[part] for r in runs], ref))
-        if name != "twotower":  # two-tower: retrieval only (training is not timed here)
+        if name not in ("twotower", "sasrec"):  # retrieval only (training not timed here)
             rows.append((f"{label} end to end (fit + top-10)", [r.total for r in runs], ref_all))
     for label, values, ref in rows:
         best, median = min(values), statistics.median(values)
