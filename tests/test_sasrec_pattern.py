@@ -36,7 +36,10 @@ def planted(rng: np.random.Generator, succ: np.ndarray, rows: int) -> tuple[np.n
     return items, types, targets, target
 
 
-def test_attention_finds_the_item_two_steps_back() -> None:
+# negatives 8: the sampled softmax with logQ correction (8 of the 30 items per batch) learns the
+# same pattern as the full one
+@pytest.mark.parametrize("negatives", [0, 8])
+def test_attention_finds_the_item_two_steps_back(negatives: int) -> None:
     rng = np.random.default_rng(3)
     succ = np.zeros(N_ITEMS + 1, np.int32)
     succ[1:] = rng.permutation(np.arange(1, N_ITEMS + 1))
@@ -45,7 +48,7 @@ def test_attention_finds_the_item_two_steps_back() -> None:
 
     vocab = Vocab(N_ITEMS, 1, np.zeros(N_ITEMS + 1, np.int32))
     params = SasRecParams(max_len=LENGTH, dim=32, blocks=1, heads=1, dropout=0.0, epochs=40,
-                          batch_size=128, learning_rate=0.005)  # fmt: skip
+                          batch_size=128, learning_rate=0.005, negatives=negatives)  # fmt: skip
     model = fit_local(vocab, params, train_items, train_types, train_targets)
     s = scores(model, test_items, test_types)
     s[:, 0] = -np.inf
@@ -95,3 +98,15 @@ def test_scores_do_not_depend_on_the_left_padding() -> None:
     full = np.asarray(model.encode({"items": wide, "types": types}, training=False))[:, -1, :]
     np.testing.assert_allclose(batch, full @ model.item_emb.embeddings.numpy().T,
                                rtol=1e-4, atol=1e-5)  # fmt: skip
+
+
+def test_sampling_proposal_is_the_target_share_plus_one() -> None:
+    """log Q by hand: counts (padding, a, b, c) = (5, 3, 1, 0) → (a, b, c) + 1 = (4, 2, 1) of 7;
+    padding is never drawn (its count is ignored)."""
+    from shopperlake.seqmodel.sasrec import log_q
+
+    got = log_q(Vocab(3, 1, np.zeros(4, np.int32)), np.array([5, 3, 1, 0]))
+    np.testing.assert_allclose(np.exp(got[1:]), [4 / 7, 2 / 7, 1 / 7], rtol=1e-6)
+    assert got[0] <= -1e8
+    uniform = log_q(Vocab(3, 1, np.zeros(4, np.int32)), None)
+    np.testing.assert_allclose(np.exp(uniform[1:]), [1 / 3] * 3, rtol=1e-6)

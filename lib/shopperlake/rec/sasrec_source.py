@@ -76,17 +76,19 @@ def recommend_sasrec(
         vocab = indexed.vocab
         if vocab.items == 0:
             raise InputError("sasrec source: no user has two distinct items before the cutoff")
-        if vocab.items > p.model.max_items:
+        if vocab.items > p.model.max_items and p.model.negatives == 0:
             raise InputError(
                 f"sasrec source: {vocab.items:,} items before the cutoff, more than "
-                f"{WHERE}.max_items ({p.model.max_items:,})"
+                f"{WHERE}.max_items ({p.model.max_items:,}) for a full softmax: raise it or "
+                f"set {WHERE}.negatives > 0 (sampled softmax)"
             )
         train = loo.training_rows(indexed.rows, p.model.max_len, held_out=0)
         train = train.select("items", "types", "targets")
         widths = {c: p.model.max_len for c in ("items", "types", "targets")}
         m = p.model
+        counts = loo.target_counts(train, vocab.items) if m.negatives else None
         fitted = runner.fit(
-            spark, train, widths, sasrec.task(vocab, m),
+            spark, train, widths, sasrec.task(vocab, m, counts),
             runner.Distributed(m.num_proc, m.batch_size, m.epochs, m.learning_rate, m.seed),
             cache_dir, what="sasrec source",
         )  # fmt: skip

@@ -122,6 +122,22 @@ def training_rows(indexed: DataFrame, max_len: int, held_out: int = 2) -> DataFr
     )
 
 
+def target_counts(train: DataFrame, n_items: int) -> np.ndarray:
+    """(n_items + 1,) how often each item index is a target in ``train`` (rows of
+    :func:`training_rows`; padding 0 not counted): the sampled softmax's proposal."""
+    rows = (
+        train.select(F.explode("targets").alias("t"))
+        .where(F.col("t") > 0)
+        .groupBy("t")
+        .count()
+        .collect()
+    )
+    out = np.zeros(n_items + 1, np.int64)
+    for r in rows:
+        out[int(r["t"])] = int(r["count"])
+    return out
+
+
 def evaluation_rows(indexed: DataFrame, split: str, max_len: int) -> DataFrame:
     """(user_id, split, items, types, seen, target): the history left-padded to ``max_len``
     for the model, every history item (``seen``, for EASE and for removing seen items) and

@@ -50,6 +50,7 @@ class SasRecParams:
     k: int = 10  # cut-off of HR@k / NDCG@k
     top_n: int = 20  # next items per user written by score --model sasrec
     max_items: int = 50_000  # catalogue limit of the full softmax (batch x max_len x items)
+    negatives: int = 0  # 0: full softmax; > 0: sampled softmax, that many shared negatives
 
     @classmethod
     def from_dict(cls, section: dict[str, Any], where: str = "sequences.sasrec") -> SasRecParams:
@@ -70,6 +71,7 @@ class SasRecParams:
             (self.learning_rate > 0 and self.num_proc >= 1, "learning_rate > 0, num_proc >= 1"),
             (self.k >= 1 and self.top_n >= 1, "k and top_n must be >= 1"),
             (self.max_items >= 1, "max_items must be >= 1"),
+            (self.negatives >= 0, "negatives must be >= 0 (0: full softmax)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -90,9 +92,27 @@ class Vocab:
         return int(self.item_category.max(initial=0))
 
 
-def build_model(vocab: Vocab, p: SasRecParams) -> Any:
+def log_q(vocab: Vocab, counts: np.ndarray | None) -> np.ndarray:
+    """(items + 1,) log sampling probabilities of the sampled softmax: each item's share of
+    the training targets (+1, so every item can be drawn), padding never (-1e9); uniform
+    without counts."""
+    c = np.ones(vocab.items + 1, np.float64) if counts is None else counts.astype(np.float64) + 1
+    c[0] = 0.0
+    out = np.full(vocab.items + 1, -1e9, np.float32)
+    out[1:] = np.log(c[1:] / c[1:].sum())
+    return out
+
+
+def build_model(vocab: Vocab, p: SasRecParams, counts: np.ndarray | None = None) -> Any:
     """The Keras model: ``{"items": (B, L) int32, "types": (B, L) int32}`` → (B, L, items + 1)
-    logits of the next item at every position (column 0, padding, at -1e9)."""
+    logits of the next item at every position (column 0, padding, at -1e9).
+
+    With ``p.negatives > 0`` training uses a sampled softmax instead of the full one: per
+    batch, ``negatives`` items drawn from the training targets' frequencies (``counts``,
+    item-index space) shared by every position; the target's and the negatives' logits are
+    corrected by ``- log Q(item)`` (logQ correction: the softmax over the sample then
+    estimates the full one without favouring frequent items) and a negative equal to the
+    position's target is masked. Scoring is the same either way (every item)."""
     import tensorflow as tf
 
     layers = tf.keras.layers
@@ -126,6 +146,27 @@ def build_model(vocab: Vocab, p: SasRecParams) -> Any:
             self.norm2 = [layers.LayerNormalization(epsilon=1e-8) for _ in range(p.blocks)]
             self.final = layers.LayerNormalization(epsilon=1e-8)
             self.causal = tf.cast(tf.linalg.band_part(tf.ones((length, length)), -1, 0), tf.bool)
+            self.log_q = tf.constant(log_q(vocab, counts))
+
+        def train_step(self, data: Any) -> Any:
+            if p.negatives == 0:
+                return super().train_step(data)
+            x, y, sw = tf.keras.utils.unpack_x_y_sample_weight(data)
+            y = tf.cast(y, tf.int32)
+            w = tf.cast(y > 0, tf.float32) if sw is None else tf.cast(sw, tf.float32)
+            neg = tf.cast(tf.random.categorical(self.log_q[None, :], p.negatives)[0], tf.int32)
+            with tf.GradientTape() as tape:
+                h = self.encode(x, training=True)  # (B, L, d)
+                pos = tf.reduce_sum(h * self.item_emb(y), axis=-1) - tf.gather(self.log_q, y)
+                other = tf.einsum("bld,kd->blk", h, self.item_emb(neg))
+                other = other - tf.gather(self.log_q, neg)[None, None, :]
+                hit = tf.equal(y[:, :, None], neg[None, None, :])
+                other = tf.where(hit, tf.constant(-1e9, other.dtype), other)
+                logits = tf.concat([pos[:, :, None], other], axis=-1)
+                per = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.zeros_like(y), logits)
+                loss = tf.reduce_sum(per * w) / tf.maximum(tf.reduce_sum(w), 1.0)
+            self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+            return {"loss": loss}
 
         def encode(self, inputs: Any, training: bool | None = None) -> Any:
             """(B, T, dim) for left-padded (B, T) inputs, T <= max_len: the last T of the
@@ -212,11 +253,12 @@ def fit_local(
     vocab: Vocab, p: SasRecParams, items: np.ndarray, types: np.ndarray, targets: np.ndarray
 ) -> Any:
     """Fit in this process (no Horovod) on left-padded (rows, max_len) arrays: the same model
-    and loss as :func:`fit_distributed`."""
+    and loss as the Horovod fit (:func:`task`)."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(p.seed)
-    model = build_model(vocab, p)
+    counts = np.bincount(targets.ravel(), minlength=vocab.items + 1)
+    model = build_model(vocab, p, counts)
     model.compile(optimizer=tf.keras.optimizers.Adam(p.learning_rate), **compile_args())
     model.fit(
         {"items": items, "types": types},
@@ -230,13 +272,14 @@ def fit_local(
     return model
 
 
-def task(vocab: Vocab, p: SasRecParams) -> runner.KerasTask:
+def task(vocab: Vocab, p: SasRecParams, counts: np.ndarray | None = None) -> runner.KerasTask:
     """SASRec's part of the shared Horovod fit: rows of wide ``items_i``, ``types_i``,
-    ``targets_i`` columns (see :func:`shopperlake.training.petastorm_io.wide`)."""
+    ``targets_i`` columns (see :func:`shopperlake.training.petastorm_io.wide`); ``counts``:
+    the training targets per item index (the sampled softmax's proposal)."""
     length = p.max_len
 
     def build() -> tuple[Any, None]:
-        return build_model(vocab, p), None
+        return build_model(vocab, p, counts), None
 
     def inputs() -> Callable[[Any], Any]:
         import tensorflow as tf

@@ -195,12 +195,13 @@ def body(ctx: JobContext) -> int:
             f"(need {MIN_USERS}): run build_sequences --as-of {as_of} first"
         )
     vocab = indexed.vocab
-    if vocab.items > params.max_items:
+    if vocab.items > params.max_items and params.negatives == 0:
         rows.unpersist()
         raise InputError(
             f"{TABLE} as of {as_of} has {vocab.items:,} distinct items, more than "
             f"sequences.sasrec.max_items ({params.max_items:,}): the full softmax holds "
-            f"batch_size x max_len x items logits; raise the limit if memory allows"
+            f"batch_size x max_len x items logits; raise the limit if memory allows, or "
+            f"train with a sampled softmax (sequences.sasrec.negatives > 0)"
         )
     print(
         f"sasrec: {n_users:,} users, {vocab.items:,} items, steps as of {as_of}; {short:,} "
@@ -212,8 +213,9 @@ def body(ctx: JobContext) -> int:
         with ctx.progress.stage("sasrec training (Horovod)"):
             train = loo.training_rows(rows, params.max_len).select("items", "types", "targets")
             widths = {c: params.max_len for c in ("items", "types", "targets")}
+            counts = loo.target_counts(train, vocab.items) if params.negatives else None
             fitted = runner.fit(
-                spark, train, widths, sasrec.task(vocab, params),
+                spark, train, widths, sasrec.task(vocab, params, counts),
                 runner.Distributed(params.num_proc, params.batch_size, params.epochs,
                                    params.learning_rate, params.seed),
                 str(Storage.from_config(ctx.cfg, lake.root).cache), what=MODEL,
