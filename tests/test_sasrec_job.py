@@ -1,7 +1,8 @@
 """``train --model sasrec`` and ``score --model sasrec`` end to end on a hand-built
 ``gold.user_sequences``: Horovod with 2 processes, Petastorm, the registry, gold.model_metrics,
 gold.next_item_recommendations; the popularity baseline's figures recomputed here from the
-rows alone; a run without sequences fails and leaves no version behind.
+rows alone; a run without sequences fails and leaves no version behind. Trained with the
+sampled softmax (8 shared negatives of the 24 items, logQ-corrected).
 
 Planted order: 24 items in 3 categories of 8; every user walks one category in item order
 (cyclic) from a random start, 5..7 distinct items, so the next item is always the successor of the
@@ -35,6 +36,8 @@ SMALL = [
     "--set=sequences.sasrec.epochs=30", "--set=sequences.sasrec.batch_size=32",
     "--set=sequences.sasrec.learning_rate=0.005", "--set=sequences.sasrec.dropout=0.0",
     "--set=sequences.sasrec.top_n=5", "--set=evaluation.bootstrap.resamples=50",
+    # the sampled softmax under Horovod (the full one runs in test_rec_sasrec_source)
+    "--set=sequences.sasrec.negatives=8",
 ]  # fmt: skip
 
 
@@ -150,7 +153,7 @@ def test_train_score_and_a_failed_run(
     assert "build_sequences --as-of 2024-01-01" in message
     # a catalogue above the configured limit: named, before anything is trained or registered
     n_items = len({x for s in seqs.values() for x in s})
-    limited = [*args, "--set=sequences.sasrec.max_items=10"]
+    limited = [*args, "--set=sequences.sasrec.max_items=10", "--set=sequences.sasrec.negatives=0"]
     assert run("train", ["--model", "sasrec", *limited], spark=spark) != 0
     message = capsys.readouterr().err
     assert f"has {n_items:,} distinct items" in message
