@@ -145,3 +145,6 @@ def test_a_bad_sasrec_section_stops_the_config() -> None:
     section["sasrec"] = {**MODEL, "keep_seen": "yes"}
     with pytest.raises(ConfigError, match="recommender.sasrec.keep_seen must be true or false"):
         RecParams.from_config(section)
+    section["sasrec"] = {**MODEL, "steps": "orders"}
+    with pytest.raises(ConfigError, match="recommender.sasrec.steps must be distinct or events"):
+        RecParams.from_config(section)

@@ -59,6 +59,20 @@ def test_steps_indices_and_splits(spark: SparkSession) -> None:
     pairs = sorted((r.user_id, r.item_id) for r in loo.interactions(indexed.rows).collect())
     assert pairs == [("u1", "1"), ("u1", "2"), ("u3", "3")]
 
+    # every event a step (repeats kept), every step training data (held_out=0)
+    events = {r.user_id: r for r in loo.item_steps(seqs, 3, distinct=False).collect()}
+    assert set(events) == {"u1", "u2", "u3"}
+    assert events["u2"].item_ids == ["a", "b", "a"] and events["u2"].n == 3
+    assert events["u1"].event_types == ROWS[0][2]
+    by_event = loo.index_steps(spark, loo.item_steps(seqs, 2, distinct=False))
+    all_steps = {r.user_id: r for r in loo.training_rows(by_event.rows, 4, 0).collect()}
+    # u2: a → b → a: inputs a, b; targets b, a (a re-order is a target)
+    assert all_steps["u2"].items == [0, 0, 1, 2] and all_steps["u2"].targets == [0, 0, 2, 1]
+    counts = loo.target_counts(loo.training_rows(by_event.rows, 4, 0), len(by_event.item_ids))
+    # targets (the last 4 of each row): u1 a c b d (its first target, a, is cut by max_len 4),
+    # u2 b a, u3 a e → a 3, b 2, c 1, d 1, e 1
+    assert counts.tolist() == [0, 3, 2, 1, 1, 1]
+
 
 def test_rank_removes_seen_items_and_breaks_ties_by_index() -> None:
     s = np.array(

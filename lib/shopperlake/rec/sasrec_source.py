@@ -2,9 +2,11 @@
 the order of what each user did before the cutoff, its next items as candidates.
 
 Data: the point-in-time event sequences of the serving cutoff (the same builder, tie rule and
-``sequences.max_len`` / ``sequences.event_types`` as ``gold.user_sequences``), as item steps
-(distinct items in the order first met). Every step is training data here (no leave-one-out:
-the recommender's protocols hold out by time or by last order, after the cutoff): inputs
+``sequences.max_len`` / ``sequences.event_types`` as ``gold.user_sequences``), as item steps:
+distinct items in the order first met (``steps: distinct``), or every event, repeats kept
+(``steps: events``: next-basket data, where most of a basket is bought again). Every step is
+training data here (no leave-one-out: the recommender's protocols hold out by time or by last
+order, after the cutoff): inputs
 ``s_1 .. s_{n-1}``, targets ``s_2 .. s_n``, for users with >= 2 steps. Trained with Horovod on
 the executors, Petastorm-fed, like the two-tower. Candidates: every user to serve with at least
 one known item step gets the top ``candidates`` next items (``recommender.sasrec.keep_seen``:
@@ -44,14 +46,18 @@ class SourceParams:
 
     model: SasRecParams
     keep_seen: bool = True
+    steps: str = "distinct"  # distinct: items in the order first met; events: repeats kept
 
     @classmethod
     def from_dict(cls, section: dict[str, Any]) -> SourceParams:
         rest = dict(section)
         keep_seen = rest.pop("keep_seen", True)
+        steps = rest.pop("steps", "distinct")
         if not isinstance(keep_seen, bool):
             raise ConfigError(f"{WHERE}.keep_seen must be true or false, got {keep_seen!r}")
-        return cls(SasRecParams.from_dict(rest, WHERE), keep_seen)
+        if steps not in ("distinct", "events"):
+            raise ConfigError(f"{WHERE}.steps must be distinct or events, got {steps!r}")
+        return cls(SasRecParams.from_dict(rest, WHERE), keep_seen, str(steps))
 
 
 def recommend_sasrec(
@@ -70,7 +76,7 @@ def recommend_sasrec(
             "last_order (random / stratified split bags of interactions), or set it to 0"
         )
     p = SourceParams.from_dict(section)
-    steps = loo.item_steps(sequences, min_steps=1).cache()
+    steps = loo.item_steps(sequences, min_steps=1, distinct=p.steps == "distinct").cache()
     try:
         indexed = loo.index_steps(spark, steps.where(F.col("n") >= 2))
         vocab = indexed.vocab

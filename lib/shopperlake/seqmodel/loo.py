@@ -29,12 +29,17 @@ from shopperlake.seqmodel.sasrec import Vocab
 MIN_STEPS = 3
 
 
-def item_steps(sequences: DataFrame, min_steps: int = MIN_STEPS) -> DataFrame:
+def item_steps(
+    sequences: DataFrame, min_steps: int = MIN_STEPS, distinct: bool = True
+) -> DataFrame:
     """(user_id, item_ids, event_types, categories, n): first occurrences, in order, of users
-    with at least ``min_steps`` distinct items."""
+    with at least ``min_steps`` distinct items; ``distinct=False``: every event is a step
+    (repeats kept: a re-order is a step of its own, for next-basket data)."""
+    zipped = "arrays_zip(item_ids, event_types, categories)"
     first = F.expr(
-        "filter(arrays_zip(item_ids, event_types, categories), "
-        "(x, i) -> array_position(item_ids, x.item_ids) = i + 1)"
+        f"filter({zipped}, (x, i) -> array_position(item_ids, x.item_ids) = i + 1)"
+        if distinct
+        else zipped
     )
     steps = sequences.select("user_id", first.alias("s"))
     return steps.select(
