@@ -7,6 +7,7 @@ indices out of ``--items``, turned into training rows by the product's own
 ``s_2 .. s_m``, left-padded to ``max_len``). The model is the configured
 ``sequences.sasrec`` shape (full softmax over the catalogue).
 
+0. The Petastorm path alone: 200 batches read and mapped to model inputs, no model.
 1. Input pipeline, one process: the same model fed (a) by the product's Petastorm path
    (:func:`shopperlake.training.petastorm_io.materialise` → ``make_batch_reader`` →
    ``rebatch`` → :func:`shopperlake.seqmodel.sasrec.task`'s input map), (b) by an in-memory
@@ -102,6 +103,15 @@ def main() -> int:
     def petastorm_rate() -> float:
         with petastorm_io.batches(conv, p.batch_size, seed=1) as ds:
             return fit_rate(ds.map(task.inputs()).prefetch(tf.data.AUTOTUNE))
+
+    with petastorm_io.batches(conv, p.batch_size, seed=1) as ds:
+        it = iter(ds.map(task.inputs()).prefetch(tf.data.AUTOTUNE))
+        next(it)
+        started = time.perf_counter()
+        for _ in range(200):
+            next(it)
+        read = 200 * p.batch_size / (time.perf_counter() - started)
+    print(f"Petastorm path, reading only (no model): {read:,.0f} sequences/s", flush=True)
 
     pdf = train.toPandas()
     x = {c: np.stack(pdf[c].to_numpy()).astype(np.int32) for c in ("items", "types")}
