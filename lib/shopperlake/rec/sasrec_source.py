@@ -81,7 +81,7 @@ def recommend_sasrec(
         indexed = loo.index_steps(spark, steps.where(F.col("n") >= 2))
         vocab = indexed.vocab
         if vocab.items == 0:
-            raise InputError("sasrec source: no user has two distinct items before the cutoff")
+            raise InputError("sasrec source: no user has two item steps before the cutoff")
         if vocab.items > p.model.max_items and p.model.negatives == 0:
             raise InputError(
                 f"sasrec source: {vocab.items:,} items before the cutoff, more than "
