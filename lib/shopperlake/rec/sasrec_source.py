@@ -8,10 +8,11 @@ distinct items in the order first met (``steps: distinct``), or every event, rep
 training data here (no leave-one-out: the recommender's protocols hold out by time or by last
 order, after the cutoff): inputs
 ``s_1 .. s_{n-1}``, targets ``s_2 .. s_n``, for users with >= 2 steps. Trained with Horovod on
-the executors, Petastorm-fed, like the two-tower. Candidates: every user to serve with at least
-one known item step gets the top ``candidates`` next items (``recommender.sasrec.keep_seen``:
+the executors, Petastorm-fed, like the two-tower. Candidates: every user to serve with a
+sequence (at least ``sequences.min_events`` item events, as in ``gold.user_sequences``) and at
+least one known item step gets the top ``candidates`` next items (``recommender.sasrec.keep_seen``:
 whether the history's items may be candidates; the hybrid's rules then drop what the protocol
-excludes); users without steps get none from this source and are served by the others and the
+excludes); other users get none from this source and are served by the others and the
 popularity fill.
 
 Needs ordered events: the ``time`` and ``last_order`` protocols and ``score_recommender``
