@@ -25,11 +25,11 @@ from shopperlake.core.schemas import USER_SEQUENCES
 from shopperlake.jobs import run
 from shopperlake.training.registry import Registry
 from tests.conftest import job_args
+from tests.test_rec_sasrec_source import item, walks  # the same category walks
 from tests.test_report import render
 
 pytestmark = pytest.mark.training
 AS_OF = dt.date(2024, 3, 1)
-CATS, PER_CAT, USERS = 3, 8, 150
 SMALL = [
     "--set=sequences.sasrec.dim=16", "--set=sequences.sasrec.blocks=1",
     "--set=sequences.sasrec.heads=1", "--set=sequences.sasrec.max_len=12",
@@ -39,23 +39,6 @@ SMALL = [
     # the sampled softmax under Horovod (the full one runs in test_rec_sasrec_source)
     "--set=sequences.sasrec.negatives=8",
 ]  # fmt: skip
-
-
-def item(c: int, k: int) -> str:
-    return f"i{c}{k % PER_CAT:02d}"
-
-
-def walks() -> dict[str, list[str]]:
-    rng = np.random.default_rng(5)
-    out = {}
-    for u in range(USERS):
-        c, start, n = (
-            int(rng.integers(CATS)),
-            int(rng.integers(PER_CAT)),
-            int(rng.integers(5, PER_CAT)),
-        )
-        out[f"u{u:03d}"] = [item(c, start + k) for k in range(n)]
-    return out
 
 
 def popularity_by_hand(seqs: dict[str, list[str]], k: int) -> tuple[float, float]:

@@ -110,3 +110,27 @@ def test_sampling_proposal_is_the_target_share_plus_one() -> None:
     assert got[0] <= -1e8
     uniform = log_q(Vocab(3, 1, np.zeros(4, np.int32)), None)
     np.testing.assert_allclose(np.exp(uniform[1:]), [1 / 3] * 3, rtol=1e-6)
+
+
+def test_retrieval_removes_every_seen_item_not_only_the_encoded_tail() -> None:
+    """A history of 25 distinct items through a model that sees the latest 10: with
+    ``keep_seen`` false none of the 25 is recommended (the 15 older ones are outside the
+    encoder's window but still seen), and the top 5 come from the other 5 items; unknown
+    item ids in the history are skipped. With ``keep_seen`` true the seen items may come back."""
+    import pandas as pd
+
+    from shopperlake.seqmodel.retrieval import top_next_items
+    from shopperlake.seqmodel.sasrec import build_model
+
+    p = SasRecParams(max_len=LENGTH, dim=16, blocks=1, heads=1, dropout=0.0)
+    model = build_model(Vocab(N_ITEMS, 7, np.zeros(N_ITEMS + 1, np.int32)), p)
+    ids = np.array([f"i{n}" for n in range(1, N_ITEMS + 1)], dtype=object)
+    index = {v: n + 1 for n, v in enumerate(ids)}
+    history = [f"i{n}" for n in range(1, 26)] + ["not-in-catalogue"]
+    pdf = pd.DataFrame({"user_id": ["u"], "item_ids": [history],
+                        "event_types": [["view"] * len(history)]})  # fmt: skip
+    got = top_next_items(model, ids, index, pdf, p, n=10, keep_seen=False)
+    assert sorted(got["item_id"]) == [f"i{n}" for n in range(26, 31)]  # only 5 unseen remain
+    assert list(got["rank"]) == [1, 2, 3, 4, 5]
+    kept = top_next_items(model, ids, index, pdf, p, n=N_ITEMS, keep_seen=True)
+    assert len(kept) == N_ITEMS

@@ -1,6 +1,7 @@
 """Next-item retrieval with a SASRec model on the executors: each user's item history (the
 latest ``max_len`` known items) through the encoder, the representation at the last position
-scored against every item embedding, history removed unless ``keep_seen``, the top ``n``
+scored against every item embedding, every item of the given history (not only the encoded
+tail) removed unless ``keep_seen``, the top ``n``
 (score descending, ties to the lower item index). Used by ``score --model sasrec`` and by the
 recommender's ``sasrec`` source."""
 
@@ -40,17 +41,18 @@ def top_next_items(
     types = np.zeros((len(pdf), length), np.int32)
     seen: list[list[int]] = []
     for r, (ids, kinds) in enumerate(zip(pdf["item_ids"], pdf["event_types"], strict=True)):
-        pairs = [(index[i], types_of.get(k, 0)) for i, k in zip(ids, kinds, strict=True)
-                 if i in index][-length:]  # fmt: skip
-        seen.append([i for i, _ in pairs])
+        known = [(index[i], types_of.get(k, 0)) for i, k in zip(ids, kinds, strict=True)
+                 if i in index]  # fmt: skip
+        seen.append([i for i, _ in known])  # the whole history, not only the encoded tail
+        pairs = known[-length:]
         if pairs:
             items[r, length - len(pairs) :] = [i for i, _ in pairs]
             types[r, length - len(pairs) :] = [k for _, k in pairs]
     s = sasrec.scores(model, items, types)
     s[:, 0] = -np.inf
     if not keep_seen:
-        for r, known in enumerate(seen):
-            s[r, known] = -np.inf
+        for r, items_seen in enumerate(seen):
+            s[r, items_seen] = -np.inf
     top = min(n, s.shape[1] - 1)
     part = np.argpartition(-s, top - 1, axis=1)[:, :top]
     vals = np.take_along_axis(s, part, axis=1)
