@@ -29,8 +29,12 @@ the horizon, ``1 - P(alive) + P(alive) * ((alpha + T) / (alpha + T + t)) ** (r +
 customer's rate has the Gamma(r + x, alpha + T) posterior, and BG/NBD customers drop out only
 right after a purchase).
 
+With ``--sequence`` the training job also fits the sequence head (the SASRec encoder over each
+row's latest events, ``models.churn.sequence``) and its blend with the DNN; the report then
+pairs the blend with the head and with the DNN too.
+
     .venv/bin/python bench/report_churn.py [--data cdnow|online_retail]
-        [--design rolling|holdout] [--reuse]
+        [--design rolling|holdout] [--sequence] [--reuse]
 """
 
 from __future__ import annotations
@@ -76,7 +80,8 @@ class Data:
     ingest_args: tuple[str, ...] = ()
 
 
-MODELS = ("dnn", "dnn_raw", "logreg", "logreg_raw", "gbt", "gbt_raw")
+MODELS = ("dnn", "dnn_raw", "logreg", "logreg_raw", "gbt", "gbt_raw", "sequence", "sequence_raw",
+          "blend", "blend_raw")  # fmt: skip
 DESIGNS = {
     "rolling": Design(
         "rolling", dt.date(1998, 3, 31), 90, 180, "1997-06-30,1997-09-30,1997-12-31,1998-03-31"
@@ -119,6 +124,9 @@ def main() -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="keep the trained lake of a previous run"
     )
+    parser.add_argument(
+        "--sequence", action="store_true", help="also the sequence head and its blend"
+    )
     args = parser.parse_args()
     data = DATA[args.data]
     if args.design not in data.designs:
@@ -148,6 +156,7 @@ def main() -> int:
     common = [
         "--lake", lake_root, "--log-level", "WARNING", *design.model_args(),
         "--set", "spark.conf.spark.ui.enabled=false",
+        *(["--set", "models.churn.sequence.enabled=true"] if args.sequence else []),
     ]  # fmt: skip
     started = time.monotonic()
     if not args.reuse:
@@ -192,7 +201,7 @@ def main() -> int:
     alive = bgf.conditional_probability_alive(s["frequency"], s["recency"], s["T"])
     quiet = bgnbd_p_no_purchase(bgf, design.horizon, s["frequency"], s["recency"], s["T"])
     probabilities = {
-        **{a: predictions[a].to_numpy(dtype=float) for a in MODELS},
+        **{a: predictions[a].to_numpy(dtype=float) for a in MODELS if a in predictions},
         "bgnbd_p_no_purchase": quiet,
         "constant": np.full(y.size, base_rate),
     }
@@ -213,6 +222,9 @@ def main() -> int:
         f"{y.mean():.3f}; model {version}; {settings.resamples} bootstrap resamples of users"
     )
     print(comparison_table(comparison, list(fns)))
+    if "blend" in stats:
+        pair = {a: stats[a] for a in ("blend", "sequence", "dnn")}
+        print(comparison_table(compare(pair, y.size, "blend", "test", settings), list(fns)))
     print(f"(wall time {elapsed:.0f}s)")
     spark.stop()
     return 0

@@ -24,7 +24,7 @@ LAYERS = {
     # forecasting: series from bronze events and the items' categories as of a day
     "forecast": 3,
     # the sequence model and its arrays (point-in-time sequences via profiles; no jobs): the
-    # recommender's sasrec source and the sequences jobs both use it
+    # recommender's sasrec source, the sequences jobs and churn's sequence head use it
     "seqmodel": 3,
     # anomalies: feed monitoring on bronze; user detectors will read profiles and segments
     "anomalies": 4,

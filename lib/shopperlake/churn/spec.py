@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from shopperlake.core.config import Config
 from shopperlake.core.errors import ConfigError, InputError
+from shopperlake.seqmodel.heads import HeadParams, head_params
 
 KINDS = ("churn", "propensity")
 DESIGNS = ("rolling", "holdout")
@@ -19,7 +20,7 @@ BLOCK_KEYS = frozenset(
         "cutoff_step_days", "validation_share", "categorical_features", "exclude_features",
         "log_transform", "vocab_size", "threshold", "promotion", "risk_bands", "score_table",
         "gbt_max_iter", "importance_rows", "dnn", "design", "test_share", "split_seed",
-        "calibration",
+        "calibration", "sequence",
     }
 )  # fmt: skip
 SUB_KEYS = {"threshold": frozenset({"strategy", "budget"}),
@@ -76,6 +77,8 @@ class ModelSpec:
     test_share: float = 0.2  # holdout design: users in the test split
     split_seed: int = 7  # holdout design: seed of the user hash
     calibration: CalibrationParams = field(default_factory=CalibrationParams)
+    # the sequence-encoder candidate and its blend with the DNN (seqmodel/heads.py)
+    sequence: HeadParams = field(default_factory=HeadParams)
 
     @property
     def label_name(self) -> str:
@@ -189,6 +192,7 @@ def model_spec(cfg: Config, name: str) -> ModelSpec:
         test_share=test_share,
         split_seed=int(block.get("split_seed", 7)),
         calibration=calibration,
+        sequence=head_params(dict(block.get("sequence") or {}), f"models.{name}.sequence"),
     )
 
 

@@ -9,6 +9,12 @@ algorithm gets a calibrator chosen on the validation split (ml/calibration.py); 
 calibrated model use out-of-fold probabilities (no row scored by a calibrator fitted on it); its
 decision threshold is chosen on the final calibrator's validation probabilities. The DNN's
 calibrator is stored with the version (``calibration.json``) and applied by ``score``.
+
+With ``models.<name>.sequence.enabled`` two more candidates are evaluated on the same rows: the
+``sequence`` head (the SASRec encoder over each row's latest events before its cutoff,
+:mod:`shopperlake.seqmodel.heads`, Horovod-trained) and ``blend``, the mean of the DNN's and
+the head's raw scores; each is calibrated like every model, the DNN is paired with both and the
+blend with the head. ``score`` keeps using the DNN.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from shopperlake.churn.spec import CalibrationParams, ModelSpec, model_spec
 from shopperlake.core.cli import Job, JobContext
 from shopperlake.core.errors import ConfigError, InputError
 from shopperlake.core.storage import Storage
+from shopperlake.seqmodel import heads
 from shopperlake.training import calibration
 from shopperlake.training.bootstrap import metric_stat
 from shopperlake.training.calibration import Calibrator, Choice
@@ -66,6 +73,7 @@ from shopperlake.training.registry import Registry
 log = logging.getLogger(__name__)
 SPLITS = ("validation", "test")
 RAW = "_raw"  # suffix of an algorithm's uncalibrated scores in the metrics
+SEQUENCE, BLEND = "sequence", "blend"  # the sequence-head candidates (models.<name>.sequence)
 Scored = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]  # algo -> split -> (y, p)
 
 
@@ -138,6 +146,25 @@ def compare_models(
             for algo, p in scores.items()
         }
         out[split] = compare(stats, y.size, "dnn", split, settings, groups=users[split])
+        if BLEND in stats and SEQUENCE in stats:  # the blend against the head alone
+            pair = {a: stats[a] for a in (BLEND, SEQUENCE)}
+            versus = compare(pair, y.size, BLEND, split, settings, groups=users[split])
+            out[f"{split}:{BLEND}"] = Comparison(BLEND, split, {}, versus.differences)
+    return out
+
+
+def sequence_candidates(
+    dnn: dict[str, tuple[np.ndarray, np.ndarray]], head: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> Scored:
+    """``sequence`` (the head's raw scores) and ``blend`` (the mean of the DNN's and the head's
+    raw scores) per split; both score the same rows in the same order as the DNN."""
+    out: Scored = {SEQUENCE: {}, BLEND: {}}
+    for split, (y, p) in dnn.items():
+        y_head, p_head = head[split]
+        if not np.array_equal(y, y_head):
+            raise InputError(f"the sequence head's {split} rows differ from the DNN's")
+        out[SEQUENCE][split] = (y, p_head)
+        out[BLEND][split] = (y, (p + p_head) / 2.0)
     return out
 
 
@@ -312,6 +339,17 @@ def body(ctx: JobContext) -> None:
             )
             for algo, frames_by_split in predicted.items():
                 scored[algo] = {s: collect_scores(df) for s, df in frames_by_split.items()}
+        head = None
+        if spec.sequence.enabled:
+            with progress.stage(
+                f"sequence head on Horovod x{spec.sequence.num_proc} (Petastorm)"
+            ) as stage:
+                stage.rows = counts.get(("train", 0), 0) + counts.get(("train", 1), 0)
+                head = heads.fit_score(
+                    spark, lake.read("bronze.events"), data, spec.sequence, str(cache_dir),
+                    pos_rate, SPLITS,
+                )  # fmt: skip
+            scored.update(sequence_candidates(scored["dnn"], head.scores))
         choices = calibrate(scored, spec.calibration)
         evaluated, thresholds = calibrated_scores(scored, choices, spec)
         metrics: dict[str, dict[str, dict[str, float]]] = {s: {} for s in SPLITS}
@@ -352,6 +390,7 @@ def body(ctx: JobContext) -> None:
             ts_version,
             counts,
             users["test"],
+            head,
         )
     except BaseException:
         registry.discard(mv)
@@ -370,6 +409,12 @@ def body(ctx: JobContext) -> None:
     print(table)
     print(calibration_summary(choices, metrics))
     print(comparison_table(comparisons["test"], list(comparisons["test"].intervals["dnn"])))
+    if f"test:{BLEND}" in comparisons:
+        print(
+            comparison_table(
+                comparisons[f"test:{BLEND}"], list(comparisons["test"].intervals["dnn"])
+            )
+        )
     top = sorted(importance.items(), key=lambda kv: -kv[1])[:8]
     print(
         "permutation importance (test ROC-AUC drop): " + ", ".join(f"{k} {v:.4f}" for k, v in top)
@@ -381,6 +426,10 @@ def body(ctx: JobContext) -> None:
             ctx.run.metrics[f"test.{algo}.{name}"] = m[name]
     ctx.run.metrics["promoted"] = float(promoted)
     ctx.run.metrics["horovod_seconds"] = dnn.seconds
+    if head is not None:
+        ctx.run.metrics["sequence_head_seconds"] = head.seconds
+        for split, n in head.rows_without_events.items():
+            ctx.run.metrics[f"sequence_rows_without_events.{split}"] = float(n)
 
 
 def save_version(
@@ -396,8 +445,12 @@ def save_version(
     ts_version: int | None,
     counts: dict[tuple[str, int], int],
     test_users: np.ndarray,
+    head: heads.FittedHead | None = None,
 ) -> None:
     dnn.build().save(path / "model.keras")
+    if head is not None:  # evaluated, not used by score: kept so the figures can be reproduced
+        np.savez(path / "sequence_head.npz", *head.weights)
+        (path / "sequence_items.json").write_text(json.dumps(head.item_ids))
     (path / "transform.json").write_text(transform.to_json())
     calibrator: Calibrator = choices["dnn"].calibrator
     (path / "calibration.json").write_text(calibrator.to_json())
@@ -423,6 +476,8 @@ def save_version(
                     "seed": spec.calibration.seed,
                 },
                 "dnn": params.__dict__,
+                "sequence": spec.sequence.__dict__,
+                "sequence_history": head.history if head is not None else None,
                 "training_set_version": ts_version,
                 "code_version": code_version(),
                 "trained_at": dt.datetime.now(dt.UTC).isoformat(),
@@ -463,7 +518,8 @@ TRAIN = Job(
     "baselines, register and promote.",
     add_args=add_args,
     body=body,
-    reads=("gold.training_sets", "gold.model_metrics"),
+    # bronze.events: the sequence head's histories, when models.<name>.sequence.enabled
+    reads=("gold.training_sets", "gold.model_metrics", "bronze.events"),
     writes=("gold.model_metrics", "registry/*"),
 )
 

@@ -103,9 +103,13 @@ def log_q(vocab: Vocab, counts: np.ndarray | None) -> np.ndarray:
     return out
 
 
-def build_model(vocab: Vocab, p: SasRecParams, counts: np.ndarray | None = None) -> Any:
+def build_model(
+    vocab: Vocab, p: SasRecParams, counts: np.ndarray | None = None, ages: int = 0
+) -> Any:
     """The Keras model: ``{"items": (B, L) int32, "types": (B, L) int32}`` → (B, L, items + 1)
-    logits of the next item at every position (column 0, padding, at -1e9).
+    logits of the next item at every position (column 0, padding, at -1e9). With ``ages > 0``
+    the inputs also hold ``"ages"`` (B, L) int32 in ``0 .. ages - 1`` (an event's age bucket,
+    see :mod:`shopperlake.seqmodel.heads`), embedded and added like the event type.
 
     With ``p.negatives > 0`` training uses a sampled softmax instead of the full one: per
     batch, ``negatives`` items drawn from the training targets' frequencies (``counts``,
@@ -125,6 +129,7 @@ def build_model(vocab: Vocab, p: SasRecParams, counts: np.ndarray | None = None)
             self.type_emb = layers.Embedding(vocab.types + 1, d, name="type_embedding")
             self.cat_emb = layers.Embedding(vocab.categories + 1, d, name="category_embedding")
             self.pos_emb = layers.Embedding(length, d, name="position_embedding")
+            self.age_emb = layers.Embedding(ages, d, name="age_embedding") if ages else None
             self.cat_table = tf.constant(vocab.item_category, dtype=tf.int32)
             self.drop = layers.Dropout(p.dropout)
             self.attn = [
@@ -176,6 +181,8 @@ def build_model(vocab: Vocab, p: SasRecParams, counts: np.ndarray | None = None)
             valid = items > 0
             x = self.item_emb(items) * math.sqrt(d)
             x = x + self.type_emb(types) + self.cat_emb(tf.gather(self.cat_table, items))
+            if self.age_emb is not None:
+                x = x + self.age_emb(inputs["ages"])
             x = x + self.pos_emb(tf.range(first, length))[None, :, :]
             keep = tf.cast(valid, tf.float32)[:, :, None]
             x = self.drop(x, training=training) * keep
@@ -210,12 +217,14 @@ def build_model(vocab: Vocab, p: SasRecParams, counts: np.ndarray | None = None)
             return self.encode(inputs, training=False)[:, -1, :]
 
     model = SasRec()
-    model(_dummy(length), training=False)  # create the weights
+    model(dummy(length, ages > 0), training=False)  # create the weights
     return model
 
 
-def _dummy(length: int) -> dict[str, np.ndarray]:
-    return {"items": np.zeros((1, length), np.int32), "types": np.zeros((1, length), np.int32)}
+def dummy(length: int, ages: bool = False) -> dict[str, np.ndarray]:
+    """One all-padding input row (builds a model's weights)."""
+    names = ("items", "types", "ages") if ages else ("items", "types")
+    return {n: np.zeros((1, length), np.int32) for n in names}
 
 
 def compile_args() -> dict[str, Any]:

@@ -151,7 +151,7 @@ def comparison_rows(
 def comparison_table(comparison: Comparison, metrics: Sequence[str]) -> str:
     """Plain text: each algorithm's values with intervals, then ``model`` vs each other one."""
     width = 34
-    name = max(12, *(len(a) + 2 for a in comparison.intervals))
+    name = max([12, *(len(a) + 2 for a in (*comparison.intervals, *comparison.differences))])
     header = f"{'algorithm':<{name}}" + "".join(f"{m:>{width}}" for m in metrics)
     lines = [f"{comparison.split}: value [95% interval]", header]
     for algo, by_metric in comparison.intervals.items():

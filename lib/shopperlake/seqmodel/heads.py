@@ -1,0 +1,316 @@
+"""Behaviour prediction from the event sequence: the SASRec encoder (:mod:`.sasrec`) over each
+labelled row's latest events before its cutoff, a logistic head on the last position, trained
+with the shared Horovod/Petastorm runner. ``train --model churn|propensity`` fits it as the
+``sequence`` candidate next to the DNN on aggregate features when
+``models.<name>.sequence.enabled`` (see :mod:`shopperlake.churn.train`).
+
+Inputs of a row (user, cutoff): the user's latest ``max_len`` events of every type up to the
+end of the cutoff day (point in time; ordered as in ``gold.user_sequences``: time, funnel
+order, event id), each step as
+
+- item: the item's index among the ``max_items`` items most frequent in the training rows'
+  histories; ``OTHER`` (1) for any other item and for events without one;
+- type: the funnel index + 1 (view .. review), ``len(FUNNEL) + 1`` for any other type;
+- age: days from the event to the cutoff in log2 buckets: 1 = the cutoff day, 2 = 1 day
+  before, 3 = 2-3 days, 4 = 4-7, ... capped at ``AGE_BUCKETS - 1`` (0 = padding), so the last
+  position carries the recency the churn literature leans on.
+
+The head is trained with the DNN's balanced class weights; its raw outputs, like the DNN's,
+are calibrated by the training job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType, IntegerType, StructField, StructType
+from pyspark.sql.window import Window
+
+from shopperlake.core.errors import ConfigError
+from shopperlake.seqmodel import sasrec
+from shopperlake.seqmodel.build import FUNNEL, funnel_rank
+from shopperlake.seqmodel.sasrec import SasRecParams, Vocab
+from shopperlake.training import petastorm_io, runner
+
+OTHER = 1  # item index of items outside the vocabulary and of events without an item
+AGE_BUCKETS = 16  # 0 padding, 1 the cutoff day, ..., 15: 2^13 days and older
+ARRAYS = ("items", "types", "ages")
+
+
+@dataclass(frozen=True)
+class HeadParams:
+    """``models.<name>.sequence``: the encoder's size and the Horovod fit."""
+
+    enabled: bool = False
+    max_len: int = 50
+    dim: int = 32
+    blocks: int = 1
+    heads: int = 2
+    dropout: float = 0.2
+    epochs: int = 20
+    batch_size: int = 128  # per Horovod process
+    learning_rate: float = 0.001  # scaled by the number of processes
+    num_proc: int = 2
+    seed: int = 7
+    max_items: int = 20_000  # items with their own embedding (the most frequent ones)
+
+    def encoder(self) -> SasRecParams:
+        return SasRecParams(
+            max_len=self.max_len, dim=self.dim, blocks=self.blocks, heads=self.heads,
+            dropout=self.dropout, epochs=self.epochs, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, num_proc=self.num_proc, seed=self.seed,
+        )  # fmt: skip
+
+
+def head_params(block: dict[str, Any], where: str) -> HeadParams:
+    """Typed and checked ``block``; ``where`` names it in errors."""
+    known = {f.name: f for f in fields(HeadParams)}
+    unknown = set(block) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for key, value in block.items():
+        kind = type(getattr(HeadParams(), key))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}.{key} must be {kind.__name__}, got {value!r}")
+        values[key] = value
+    p = HeadParams(**values)
+    for key in ("max_len", "dim", "blocks", "heads", "epochs", "batch_size", "num_proc",
+                "max_items"):  # fmt: skip
+        if getattr(p, key) < 1:
+            raise ConfigError(f"{where}.{key} must be >= 1, got {getattr(p, key)}")
+    if p.dim % p.heads:
+        raise ConfigError(f"{where}.dim ({p.dim}) must be a multiple of heads ({p.heads})")
+    if not 0.0 <= p.dropout < 1.0:
+        raise ConfigError(f"{where}.dropout must be in [0, 1), got {p.dropout}")
+    return p
+
+
+def histories(events: DataFrame, rows: DataFrame, max_len: int) -> DataFrame:
+    """(user_id, cutoff, item_ids, funnels, ages): for each distinct (user_id, cutoff) of
+    ``rows`` with at least one event up to the end of the cutoff day, its latest ``max_len``
+    events oldest first (``funnels``: :func:`funnel_rank`; ``ages``: days before the cutoff)."""
+    keys = rows.select("user_id", "cutoff").distinct()
+    steps = (
+        events.select(
+            "user_id", "event_id", "ts", "event_date", "item_id", funnel_rank().alias("funnel")
+        )
+        .join(keys, "user_id")
+        .where(
+            (F.col("event_date") <= F.col("cutoff"))
+            & (F.col("ts") < F.to_timestamp(F.date_add("cutoff", 1)))
+        )
+    )
+    latest = Window.partitionBy("user_id", "cutoff").orderBy(
+        F.desc("ts"), F.desc("funnel"), F.desc("event_id")
+    )
+    kept = steps.withColumn("from_end", F.row_number().over(latest)).where(
+        F.col("from_end") <= max_len
+    )
+    ordered = F.sort_array(
+        F.collect_list(
+            F.struct(
+                "ts",
+                "funnel",
+                "event_id",
+                "item_id",
+                F.datediff("cutoff", "event_date").alias("age"),
+            )  # fmt: skip
+        )
+    )
+    return (
+        kept.groupBy("user_id", "cutoff")
+        .agg(ordered.alias("steps"))
+        .select(
+            "user_id",
+            "cutoff",
+            F.col("steps.item_id").alias("item_ids"),
+            F.col("steps.funnel").alias("funnels"),
+            F.col("steps.age").alias("ages"),
+        )
+    )
+
+
+def age_bucket(days: np.ndarray) -> np.ndarray:
+    """1 for 0 days, ``floor(log2(days)) + 2`` otherwise, capped at ``AGE_BUCKETS - 1``."""
+    days = np.asarray(days, dtype=np.int64)
+    out = np.ones(days.shape, np.int32)
+    older = days >= 1
+    out[older] = np.minimum(np.floor(np.log2(days[older])).astype(np.int32) + 2, AGE_BUCKETS - 1)
+    return out
+
+
+def item_index(item_lists: Sequence[Any], max_items: int) -> dict[str, int]:
+    """The ``max_items`` most frequent item ids (count descending, then id) → 2, 3, ..."""
+    counts = Counter(i for items in item_lists if items is not None for i in items if i)
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_items]
+    return {item: OTHER + 1 + n for n, (item, _) in enumerate(top)}
+
+
+def arrays(pdf: pd.DataFrame, index: dict[str, int], max_len: int) -> dict[str, np.ndarray]:
+    """Left-padded (rows, max_len) int32 ``items``, ``types``, ``ages`` of ``histories`` rows
+    (a row without events: all padding)."""
+    out = {name: np.zeros((len(pdf), max_len), np.int32) for name in ARRAYS}
+    columns = zip(pdf["item_ids"], pdf["funnels"], pdf["ages"], strict=True)
+    for r, (items, funnels, ages) in enumerate(columns):
+        if items is None or len(items) == 0:
+            continue
+        n = len(items)
+        out["items"][r, max_len - n :] = [index.get(i, OTHER) if i else OTHER for i in items]
+        out["types"][r, max_len - n :] = np.asarray(funnels, np.int32) + 1
+        out["ages"][r, max_len - n :] = age_bucket(np.asarray(ages))
+    return out
+
+
+def vocab_of(index: dict[str, int]) -> Vocab:
+    items = OTHER + len(index)
+    return Vocab(items, len(FUNNEL) + 1, np.zeros(items + 1, np.int32))
+
+
+def build_classifier(vocab: Vocab, p: HeadParams) -> Any:
+    """Keras model ``{"items", "types", "ages"}`` (B, T <= max_len) → (B, 1) logits: the
+    encoder's state at the last position through one dense unit."""
+    import tensorflow as tf
+
+    encoder = sasrec.build_model(vocab, p.encoder(), ages=AGE_BUCKETS)
+
+    class SequenceHead(tf.keras.Model):
+        def __init__(self) -> None:
+            super().__init__(name="sequence_head")
+            self.encoder = encoder
+            self.logit = tf.keras.layers.Dense(1, name="logit")
+
+        def call(self, inputs: Any, training: bool | None = None) -> Any:
+            return self.logit(self.encoder.encode(inputs, training=training)[:, -1, :])
+
+    model = SequenceHead()
+    model(sasrec.dummy(p.max_len, ages=True), training=False)
+    return model
+
+
+def probabilities(model: Any, x: dict[str, np.ndarray], rows: int = 4096) -> np.ndarray:
+    """Sigmoid of the head's logits, in batches; columns that are padding in a whole batch
+    are dropped first (the encoder masks padding, so the result is the same)."""
+    out = []
+    for start in range(0, len(x["items"]), rows):
+        batch = {k: v[start : start + rows] for k, v in x.items()}
+        used = np.flatnonzero((batch["items"] > 0).any(axis=0))
+        first = int(used[0]) if len(used) else batch["items"].shape[1] - 1
+        trimmed = {k: np.ascontiguousarray(v[:, first:]) for k, v in batch.items()}
+        out.append(np.asarray(model(trimmed, training=False), np.float64)[:, 0])
+    logits = np.concatenate(out) if out else np.zeros(0)
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def task(vocab: Vocab, p: HeadParams) -> runner.KerasTask:
+    """The head's part of the shared Horovod fit: rows of wide ``items_i``, ``types_i``,
+    ``ages_i`` columns, ``label`` and ``weight``."""
+    length = p.max_len
+
+    def build() -> tuple[Any, None]:
+        return build_classifier(vocab, p), None
+
+    def compile_args() -> dict[str, Any]:
+        import tensorflow as tf
+
+        return {"loss": tf.keras.losses.BinaryCrossentropy(from_logits=True)}
+
+    def inputs() -> Any:
+        import tensorflow as tf
+
+        names = {c: petastorm_io.wide_names(c, length) for c in ARRAYS}
+
+        @tf.autograph.experimental.do_not_convert
+        def to_inputs(batch: Any) -> tuple[dict[str, Any], Any, Any]:
+            x = {c: tf.cast(petastorm_io.stack(batch, n), tf.int32) for c, n in names.items()}
+            y = tf.reshape(tf.cast(batch.label, tf.float32), (-1, 1))
+            return x, y, tf.cast(batch.weight, tf.float32)
+
+        return to_inputs
+
+    def result(model: Any, parts: None) -> list[np.ndarray]:
+        return [np.asarray(w) for w in model.get_weights()]
+
+    return runner.KerasTask(build, compile_args, inputs, result)
+
+
+@dataclass
+class FittedHead:
+    """Raw probabilities per split (``(label, p)`` in (cutoff, user_id) order, the order of
+    ``churn.train.collect_scores``), the weights and the vocabulary."""
+
+    scores: dict[str, tuple[np.ndarray, np.ndarray]]
+    weights: list[np.ndarray]
+    item_ids: list[str]
+    history: dict[str, list[float]]
+    seconds: float
+    rows_without_events: dict[str, int]
+
+
+TRAINING = StructType(
+    [StructField(c, ArrayType(IntegerType(), False), False) for c in ARRAYS]
+    + [StructField("label", FloatType(), False), StructField("weight", FloatType(), False)]
+)
+
+
+def fit_score(
+    spark: SparkSession,
+    events: DataFrame,
+    rows: DataFrame,
+    p: HeadParams,
+    cache_dir: str,
+    pos_rate: float,
+    splits: Sequence[str],
+) -> FittedHead:
+    """Fit on ``rows``' train split (validation for Keras' metrics) and score ``splits``.
+
+    ``rows``: (user_id, cutoff, split, label) labelled rows; ``events``: the events table
+    (each row reads only its user's events up to the end of its cutoff day)."""
+    keyed = rows.select("user_id", "cutoff", "split", "label")
+    pdf: pd.DataFrame = (
+        keyed.join(histories(events, keyed, p.max_len), ["user_id", "cutoff"], "left")
+        .orderBy("cutoff", "user_id")
+        .toPandas()
+    )
+    by_split = {s: pdf[pdf["split"] == s].reset_index(drop=True) for s in ("train", *splits)}
+    index = item_index(list(by_split["train"]["item_ids"]), p.max_items)
+    vocab = vocab_of(index)
+    x = {s: arrays(part, index, p.max_len) for s, part in by_split.items()}
+    w_pos, w_neg = 0.5 / pos_rate, 0.5 / (1.0 - pos_rate)
+
+    def frame(split: str) -> DataFrame:
+        y = by_split[split]["label"].to_numpy(dtype=np.float32)
+        a = x[split]
+        data = [
+            (a["items"][r].tolist(), a["types"][r].tolist(), a["ages"][r].tolist(),
+             float(y[r]), w_pos if y[r] == 1 else w_neg)
+            for r in range(len(y))
+        ]  # fmt: skip
+        return spark.createDataFrame(data, TRAINING)
+
+    started = time.monotonic()
+    fitted = runner.fit(
+        spark, frame("train"), {c: p.max_len for c in ARRAYS}, task(vocab, p),
+        runner.Distributed(p.num_proc, p.batch_size, p.epochs, p.learning_rate, p.seed),
+        cache_dir, validation=frame(splits[0]), what="sequence head",
+    )  # fmt: skip
+    model = build_classifier(vocab, p)
+    model.set_weights(fitted.value)
+    scores = {
+        s: (by_split[s]["label"].to_numpy(dtype=int), probabilities(model, x[s])) for s in splits
+    }
+    empty = {s: int((x[s]["items"] == 0).all(axis=1).sum()) for s in x}
+    item_ids = sorted(index, key=index.__getitem__)
+    return FittedHead(
+        scores, fitted.value, item_ids, fitted.history, time.monotonic() - started, empty
+    )

@@ -1,0 +1,131 @@
+"""The sequence head (seqmodel/heads.py): point-in-time histories by hand, age buckets by hand,
+and, through Spark → Petastorm → Horovod x2, a label that only the order of events decides.
+
+Planted label: each user has 6 events of random types (view, click, add_to_cart,
+remove_from_cart) on 6 days before the cutoff; the label is 1 iff the latest one is an
+add_to_cart (a cart left open). No order-free model can do better than the exact posterior
+given the type counts, P(latest = add_to_cart | counts) = n_add / 6 (every order of the same
+events is equally likely), whose ROC-AUC is computed here as the reference.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from pyspark.sql import SparkSession
+
+from shopperlake.core.errors import ConfigError
+from shopperlake.seqmodel.build import FUNNEL
+from shopperlake.seqmodel.heads import (
+    AGE_BUCKETS,
+    HeadParams,
+    age_bucket,
+    fit_score,
+    head_params,
+    histories,
+)
+from shopperlake.training.metrics import roc_auc
+
+pytestmark = pytest.mark.training
+EVENTS = (
+    "user_id STRING, event_id STRING, ts TIMESTAMP, event_date DATE, event_type STRING, "
+    "item_id STRING"
+)
+ROWS = "user_id STRING, cutoff DATE, split STRING, label INT"
+CUTOFF = dt.date(2024, 3, 10)
+
+
+def test_age_buckets_by_hand() -> None:
+    days = np.array([0, 1, 2, 3, 4, 7, 8, 15, 16, 10**6])
+    assert age_bucket(days).tolist() == [1, 2, 3, 3, 4, 4, 5, 5, 6, AGE_BUCKETS - 1]
+
+
+def test_bad_sequence_settings_are_named() -> None:
+    where = "models.churn.sequence"
+    with pytest.raises(ConfigError, match="models.churn.sequence: unknown key"):
+        head_params({"dims": 8}, where)
+    with pytest.raises(ConfigError, match=r"sequence.dim \(30\) must be a multiple of heads"):
+        head_params({"dim": 30, "heads": 4}, where)
+    with pytest.raises(ConfigError, match="sequence.max_len must be >= 1"):
+        head_params({"max_len": 0}, where)
+    with pytest.raises(ConfigError, match="sequence.enabled must be bool"):
+        head_params({"enabled": "yes"}, where)
+    assert head_params({"dropout": 0, "enabled": True}, where) == HeadParams(
+        enabled=True, dropout=0.0
+    )
+
+
+def test_histories_are_the_latest_events_up_to_the_cutoff_day(spark: SparkSession) -> None:
+    t = dt.datetime
+    events = spark.createDataFrame(
+        [
+            ("u1", "e1", t(2024, 2, 1, 9), dt.date(2024, 2, 1), "view", "a"),
+            ("u1", "e2", t(2024, 3, 1, 9), dt.date(2024, 3, 1), "search", None),
+            # same second: the view before the purchase (funnel order), whatever the ids say
+            ("u1", "e4", t(2024, 3, 10, 12), dt.date(2024, 3, 10), "view", "b"),
+            ("u1", "e3", t(2024, 3, 10, 12), dt.date(2024, 3, 10), "purchase", "b"),
+            ("u1", "e5", t(2024, 3, 11, 0), dt.date(2024, 3, 11), "view", "c"),  # after
+            ("u2", "f1", t(2024, 3, 12, 8), dt.date(2024, 3, 12), "view", "a"),  # after
+            ("u3", "g1", t(2024, 3, 9, 8), dt.date(2024, 3, 9), "view", "a"),  # no row
+        ],
+        EVENTS,
+    )
+    rows = spark.createDataFrame(
+        [("u1", CUTOFF, "train", 1), ("u1", dt.date(2024, 2, 1), "train", 0),
+         ("u2", CUTOFF, "test", 0)],
+        ROWS,
+    )  # fmt: skip
+    got = {(r.user_id, r.cutoff): r for r in histories(events, rows, 3).collect()}
+    assert set(got) == {("u1", CUTOFF), ("u1", dt.date(2024, 2, 1))}  # u2: nothing before
+    late = got[("u1", CUTOFF)]  # 4 events up to the cutoff day, the latest 3 kept
+    assert late.item_ids == [None, "b", "b"]
+    assert late.funnels == [len(FUNNEL), FUNNEL.index("view"), FUNNEL.index("purchase")]
+    assert late.ages == [9, 0, 0]
+    early = got[("u1", dt.date(2024, 2, 1))]
+    assert (early.item_ids, early.ages) == (["a"], [0])
+
+
+def planted(rng: np.random.Generator, users: int, split: str, first: int) -> tuple[list, list]:
+    kinds = ["view", "click", "add_to_cart", "remove_from_cart"]
+    events, rows = [], []
+    for n in range(first, first + users):
+        u = f"u{n:05d}"
+        types = [kinds[int(k)] for k in rng.integers(0, 4, 6)]
+        for k, kind in enumerate(types):
+            day = CUTOFF - dt.timedelta(days=6 - k)
+            ts = dt.datetime.combine(day, dt.time(10))
+            events.append((u, f"{u}-{k}", ts, day, kind, f"i{int(rng.integers(0, 20))}"))
+        rows.append((u, CUTOFF, split, int(types[-1] == "add_to_cart")))
+    return events, rows
+
+
+def test_the_head_learns_what_only_the_order_says(spark: SparkSession, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(11)
+    events, rows = [], []
+    for split, users, first in (("train", 1600, 0), ("validation", 400, 1600),
+                                ("test", 600, 2000)):  # fmt: skip
+        e, r = planted(rng, users, split, first)
+        events += e
+        rows += r
+    p = HeadParams(enabled=True, max_len=8, dim=16, blocks=1, heads=1, dropout=0.0, epochs=12,
+                   batch_size=64, learning_rate=0.005, num_proc=2)  # fmt: skip
+    train_labels = np.array([r[3] for r in rows if r[2] == "train"])
+    head = fit_score(
+        spark, spark.createDataFrame(events, EVENTS), spark.createDataFrame(rows, ROWS), p,
+        (tmp_path / "cache").as_uri(), float(train_labels.mean()), ("validation", "test"),
+    )  # fmt: skip
+    y, prob = head.scores["test"]
+    test_rows = sorted((r for r in rows if r[2] == "test"), key=lambda r: r[0])
+    assert y.tolist() == [r[3] for r in test_rows]  # (cutoff, user_id) order
+    # the order-free optimum: n_add / 6 from each test user's events, counted here
+    n_add = {r[0]: 0 for r in test_rows}
+    for e in events:
+        if e[0] in n_add and e[4] == "add_to_cart":
+            n_add[e[0]] += 1
+    bag = np.array([n_add[r[0]] / 6 for r in test_rows])
+    head_auc, bag_auc = roc_auc(y, prob), roc_auc(y, bag)
+    assert bag_auc < 0.85 and head_auc >= 0.95, (head_auc, bag_auc)
+    assert head.rows_without_events == {"train": 0, "validation": 0, "test": 0}
+    assert head.item_ids[:1] and len(head.item_ids) == 20
