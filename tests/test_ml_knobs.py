@@ -247,6 +247,19 @@ KNOBS: dict[str, tuple[str, str]] = {
     "calibration.methods": ("[platt]", "calibration"),
     "calibration.folds": ("3", "calibration"),
     "calibration.seed": ("8", "calibration"),
+    # the sequence head (behaviour covered in tests/test_sequence_head.py)
+    "sequence.enabled": ("true|false", "sequence"),
+    "sequence.max_len": ("20", "sequence"),
+    "sequence.dim": ("16", "sequence"),
+    "sequence.blocks": ("2", "sequence"),
+    "sequence.heads": ("1", "sequence"),
+    "sequence.dropout": ("0.1", "sequence"),
+    "sequence.epochs": ("3", "sequence"),
+    "sequence.batch_size": ("64", "sequence"),
+    "sequence.learning_rate": ("0.002", "sequence"),
+    "sequence.num_proc": ("1", "sequence"),
+    "sequence.seed": ("8", "sequence"),
+    "sequence.max_items": ("100", "sequence"),
 }
 
 
