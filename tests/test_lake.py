@@ -11,7 +11,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from shopperlake.core.errors import LakeError, SchemaError
 from shopperlake.core.lake import Lake, load_catalog, partition_predicate
-from shopperlake.core.schemas import ITEMS, QUARANTINE
+from shopperlake.core.schemas import EVENTS, ITEMS, QUARANTINE
 
 D = dt.date
 
@@ -113,6 +113,46 @@ def test_overwrite_where_replaces_exactly_one_partition(spark: SparkSession, lak
         lake.overwrite_where(
             "bronze.quarantine", quarantine_rows(spark, [("4", "users")]), {"entity": "events"}
         )
+
+
+def events(spark: SparkSession, rows: list[tuple[str, dt.date]]) -> object:
+    """bronze.events rows: a view of item i1 by u1 at noon of each (event_id, day)."""
+    return spark.createDataFrame(
+        [
+            (e, "u1", None, dt.datetime.combine(d, dt.time(12)), "view", "i1", None, None, None,
+             None, None, None, None, None, d, "test", "r1")
+            for e, d in rows
+        ],
+        EVENTS,
+    )  # fmt: skip
+
+
+def test_changed_dates_since_names_each_changed_partition(spark: SparkSession, lake: Lake) -> None:
+    name = "bronze.events"
+    lake.append(name, events(spark, [("e1", D(2024, 1, 1)), ("e2", D(2024, 1, 2))]))
+    first = lake.version(name)
+    assert first is not None
+    assert lake.changed_dates_since(name, first) == set()
+    lake.append(name, events(spark, [("e3", D(2024, 1, 3))]))
+    jan1 = {"event_date": D(2024, 1, 1)}
+    lake.overwrite_where(name, events(spark, [("e4", D(2024, 1, 1))]), jan1)
+    assert lake.changed_dates_since(name, first) == {"2024-01-01", "2024-01-03"}
+    before_append = lake.version(name)
+    assert before_append is not None
+    lake.append(name, events(spark, [("e5", D(2024, 1, 2))]))  # a second file in 2024-01-02
+    before_compaction = lake.version(name)
+    assert before_compaction is not None
+    assert lake.optimize(name)["files_removed"] == 2  # rewrites files, changes no data
+    assert lake.version(name) == before_compaction + 1
+    assert lake.changed_dates_since(name, before_compaction) == set()
+    assert lake.changed_dates_since(name, before_append) == {"2024-01-02"}
+    assert lake.changed_dates_since(name, before_compaction + 5) is None  # not written yet
+    # an unpartitioned table: a change, but no date to name
+    lake.merge("bronze.items", items(spark, [("a", "x", 1.0)]), ["item_id"])
+    items_first = lake.version("bronze.items")
+    assert items_first is not None
+    lake.merge("bronze.items", items(spark, [("b", "x", 2.0)]), ["item_id"])
+    assert lake.changed_dates_since("bronze.items", items_first) == {None}
 
 
 def test_partition_predicate_renders_typed_literals() -> None:
