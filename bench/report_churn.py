@@ -34,7 +34,7 @@ row's latest events, ``models.churn.sequence``) and its blend with the DNN; the 
 pairs the blend with the head and with the DNN too.
 
     .venv/bin/python bench/report_churn.py [--data cdnow|online_retail]
-        [--design rolling|holdout] [--sequence] [--reuse]
+        [--design rolling|holdout] [--sequence] [--set KEY=VALUE] [--reuse]
 """
 
 from __future__ import annotations
@@ -127,6 +127,10 @@ def main() -> int:
     parser.add_argument(
         "--sequence", action="store_true", help="also the sequence head and its blend"
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a config override for the jobs, e.g. models.churn.sequence.step=day",
+    )  # fmt: skip
     args = parser.parse_args()
     data = DATA[args.data]
     if args.design not in data.designs:
@@ -157,6 +161,7 @@ def main() -> int:
         "--lake", lake_root, "--log-level", "WARNING", *design.model_args(),
         "--set", "spark.conf.spark.ui.enabled=false",
         *(["--set", "models.churn.sequence.enabled=true"] if args.sequence else []),
+        *(a for kv in args.set for a in ("--set", kv)),
     ]  # fmt: skip
     started = time.monotonic()
     if not args.reuse:

@@ -259,7 +259,9 @@ KNOBS: dict[str, tuple[str, str]] = {
     "sequence.learning_rate": ("0.002", "sequence"),
     "sequence.num_proc": ("1", "sequence"),
     "sequence.seed": ("8", "sequence"),
-    "sequence.max_items": ("100", "sequence"),
+    "sequence.max_items": ("200", "sequence"),
+    "sequence.step": ("event|day", "sequence"),
+    "sequence.patience": ("5", "sequence"),
 }
 
 

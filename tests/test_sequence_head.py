@@ -22,9 +22,11 @@ from shopperlake.seqmodel.heads import (
     AGE_BUCKETS,
     HeadParams,
     age_bucket,
+    count_bucket,
     fit_score,
     head_params,
     histories,
+    type_token,
 )
 from shopperlake.training.metrics import roc_auc
 
@@ -42,6 +44,14 @@ def test_age_buckets_by_hand() -> None:
     assert age_bucket(days).tolist() == [1, 2, 3, 3, 4, 4, 5, 5, 6, AGE_BUCKETS - 1]
 
 
+def test_count_buckets_and_type_tokens_by_hand() -> None:
+    assert count_bucket(np.array([1, 2, 3, 4, 7, 8, 31, 32, 5000])).tolist() == [
+        0, 1, 1, 2, 2, 3, 4, 5, 5
+    ]  # fmt: skip
+    # 8 funnel values (7 stages + other): a view is 1, a purchase day of 5 events 5 + 8 * 2
+    assert type_token(np.array([0, 4, 7]), np.array([1, 5, 40])).tolist() == [1, 21, 48]
+
+
 def test_bad_sequence_settings_are_named() -> None:
     where = "models.churn.sequence"
     with pytest.raises(ConfigError, match="models.churn.sequence: unknown key"):
@@ -52,6 +62,8 @@ def test_bad_sequence_settings_are_named() -> None:
         head_params({"max_len": 0}, where)
     with pytest.raises(ConfigError, match="sequence.enabled must be bool"):
         head_params({"enabled": "yes"}, where)
+    with pytest.raises(ConfigError, match="sequence.step must be one of event, day, got 'week'"):
+        head_params({"step": "week"}, where)
     assert head_params({"dropout": 0, "enabled": True}, where) == HeadParams(
         enabled=True, dropout=0.0
     )
@@ -83,8 +95,43 @@ def test_histories_are_the_latest_events_up_to_the_cutoff_day(spark: SparkSessio
     assert late.item_ids == [None, "b", "b"]
     assert late.funnels == [len(FUNNEL), FUNNEL.index("view"), FUNNEL.index("purchase")]
     assert late.ages == [9, 0, 0]
+    assert late.counts == [1, 1, 1]
     early = got[("u1", dt.date(2024, 2, 1))]
     assert (early.item_ids, early.ages) == (["a"], [0])
+
+
+def test_day_steps_are_one_per_active_day(spark: SparkSession) -> None:
+    t, d = dt.datetime, dt.date
+    events = spark.createDataFrame(
+        [
+            ("u1", "e1", t(2024, 2, 1, 9), d(2024, 2, 1), "view", "a"),
+            ("u1", "e2", t(2024, 3, 1, 9), d(2024, 3, 1), "search", None),
+            ("u1", "e3", t(2024, 3, 10, 12), d(2024, 3, 10), "view", "b"),
+            ("u1", "e4", t(2024, 3, 10, 12), d(2024, 3, 10), "purchase", "b"),
+            ("u1", "e5", t(2024, 3, 11, 0), d(2024, 3, 11), "view", "c"),  # after the cutoff
+            ("u4", "h1", t(2024, 3, 4, 9), d(2024, 3, 4), "view", "w"),  # 3rd latest day
+            # x and y twice each: y, met later, is the day's item; the furthest stage a cart
+            ("u4", "h2", t(2024, 3, 5, 9), d(2024, 3, 5), "view", "x"),
+            ("u4", "h3", t(2024, 3, 5, 10), d(2024, 3, 5), "view", "y"),
+            ("u4", "h4", t(2024, 3, 5, 11), d(2024, 3, 5), "click", "x"),
+            ("u4", "h5", t(2024, 3, 5, 12), d(2024, 3, 5), "add_to_cart", "y"),
+            # a search (other) and a view: the view is the stage
+            ("u4", "h6", t(2024, 3, 6, 9), d(2024, 3, 6), "search", None),
+            ("u4", "h7", t(2024, 3, 6, 9, 5), d(2024, 3, 6), "view", "z"),
+        ],
+        EVENTS,
+    )
+    rows = spark.createDataFrame([("u1", CUTOFF, "train", 1), ("u4", CUTOFF, "test", 0)], ROWS)
+    got = {r.user_id: r for r in histories(events, rows, 3, "day").collect()}
+    u1 = got["u1"]  # 38 days: Feb 2024 has 29
+    assert u1.item_ids == ["a", None, "b"]
+    assert u1.funnels == [FUNNEL.index("view"), len(FUNNEL), FUNNEL.index("purchase")]
+    assert (u1.ages, u1.counts) == ([38, 9, 0], [1, 1, 2])
+    u4 = {r.user_id: r for r in histories(events, rows, 2, "day").collect()}["u4"]
+    assert u4.item_ids == ["y", "z"]
+    assert u4.funnels == [FUNNEL.index("add_to_cart"), FUNNEL.index("view")]
+    assert (u4.ages, u4.counts) == ([5, 4], [4, 2])
+    assert got["u4"].item_ids == ["w", "y", "z"]
 
 
 def planted(rng: np.random.Generator, users: int, split: str, first: int) -> tuple[list, list]:
@@ -129,3 +176,6 @@ def test_the_head_learns_what_only_the_order_says(spark: SparkSession, tmp_path)
     assert bag_auc < 0.85 and head_auc >= 0.95, (head_auc, bag_auc)
     assert head.rows_without_events == {"train": 0, "validation": 0, "test": 0}
     assert head.item_ids[:1] and len(head.item_ids) == 20
+    # early stopping watches the validation ROC-AUC (Keras only warns when the monitored
+    # metric is missing, and then never stops)
+    assert len(head.history["val_auc"]) == len(head.history["loss"]) >= 1

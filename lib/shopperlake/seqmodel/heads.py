@@ -4,14 +4,20 @@ with the shared Horovod/Petastorm runner. ``train --model churn|propensity`` fit
 ``sequence`` candidate next to the DNN on aggregate features when
 ``models.<name>.sequence.enabled`` (see :mod:`shopperlake.churn.train`).
 
-Inputs of a row (user, cutoff): the user's latest ``max_len`` events of every type up to the
-end of the cutoff day (point in time; ordered as in ``gold.user_sequences``: time, funnel
-order, event id), each step as
+Inputs of a row (user, cutoff): the user's latest ``max_len`` steps up to the end of the
+cutoff day (point in time). A step is (``step: event``) one event of any type, ordered as in
+``gold.user_sequences`` (time, funnel order, event id), or (``step: day``) one day with
+events, so that a 40-line invoice or a browsing session is one step, not 40 (on order-line
+data 50 events are the last one or two orders). Each step is
 
 - item: the item's index among the ``max_items`` items most frequent in the training rows'
-  histories; ``OTHER`` (1) for any other item and for events without one;
-- type: the funnel index + 1 (view .. review), ``len(FUNNEL) + 1`` for any other type;
-- age: days from the event to the cutoff in log2 buckets: 1 = the cutoff day, 2 = 1 day
+  histories; ``OTHER`` (1) for any other item and for steps without one. A day's item: its
+  most frequent item (ties: the one met latest, then the greatest id);
+- type: the funnel index + 1 (view .. review), ``len(FUNNEL) + 1`` for any other type (a day:
+  its furthest funnel stage), combined with the step's event count in log2 buckets (1, 2-3,
+  4-7, 8-15, 16-31, 32+; always the first for an event):
+  ``funnel + 1 + (len(FUNNEL) + 1) * count_bucket``;
+- age: days from the step to the cutoff in log2 buckets: 1 = the cutoff day, 2 = 1 day
   before, 3 = 2-3 days, 4 = 4-7, ... capped at ``AGE_BUCKETS - 1`` (0 = padding), so the last
   position carries the recency the churn literature leans on.
 
@@ -42,6 +48,8 @@ from shopperlake.training import petastorm_io, runner
 
 OTHER = 1  # item index of items outside the vocabulary and of events without an item
 AGE_BUCKETS = 16  # 0 padding, 1 the cutoff day, ..., 15: 2^13 days and older
+COUNT_BUCKETS = 6  # events in a step: 1, 2-3, 4-7, 8-15, 16-31, 32 and more
+STEPS = ("event", "day")
 ARRAYS = ("items", "types", "ages")
 
 
@@ -60,7 +68,9 @@ class HeadParams:
     learning_rate: float = 0.001  # scaled by the number of processes
     num_proc: int = 2
     seed: int = 7
-    max_items: int = 20_000  # items with their own embedding (the most frequent ones)
+    max_items: int = 100  # items with their own embedding (the most frequent ones)
+    step: str = "day"  # a step of the sequence: one event, or one day with events
+    patience: int = 3  # epochs without a better validation ROC-AUC before the fit stops
 
     def encoder(self) -> SasRecParams:
         return SasRecParams(
@@ -86,22 +96,26 @@ def head_params(block: dict[str, Any], where: str) -> HeadParams:
         values[key] = value
     p = HeadParams(**values)
     for key in ("max_len", "dim", "blocks", "heads", "epochs", "batch_size", "num_proc",
-                "max_items"):  # fmt: skip
+                "max_items", "patience"):  # fmt: skip
         if getattr(p, key) < 1:
             raise ConfigError(f"{where}.{key} must be >= 1, got {getattr(p, key)}")
     if p.dim % p.heads:
         raise ConfigError(f"{where}.dim ({p.dim}) must be a multiple of heads ({p.heads})")
     if not 0.0 <= p.dropout < 1.0:
         raise ConfigError(f"{where}.dropout must be in [0, 1), got {p.dropout}")
+    if p.step not in STEPS:
+        raise ConfigError(f"{where}.step must be one of {', '.join(STEPS)}, got {p.step!r}")
     return p
 
 
-def histories(events: DataFrame, rows: DataFrame, max_len: int) -> DataFrame:
-    """(user_id, cutoff, item_ids, funnels, ages): for each distinct (user_id, cutoff) of
-    ``rows`` with at least one event up to the end of the cutoff day, its latest ``max_len``
-    events oldest first (``funnels``: :func:`funnel_rank`; ``ages``: days before the cutoff)."""
+def histories(events: DataFrame, rows: DataFrame, max_len: int, step: str = "event") -> DataFrame:
+    """(user_id, cutoff, item_ids, funnels, ages, counts): for each distinct (user_id, cutoff)
+    of ``rows`` with at least one event up to the end of the cutoff day, its latest ``max_len``
+    steps (``step``: ``event`` or ``day``, see the module) oldest first (``funnels``:
+    :func:`funnel_rank`, a day's furthest known stage; ``ages``: days before the cutoff;
+    ``counts``: events in the step)."""
     keys = rows.select("user_id", "cutoff").distinct()
-    steps = (
+    events = (
         events.select(
             "user_id", "event_id", "ts", "event_date", "item_id", funnel_rank().alias("funnel")
         )
@@ -110,7 +124,33 @@ def histories(events: DataFrame, rows: DataFrame, max_len: int) -> DataFrame:
             (F.col("event_date") <= F.col("cutoff"))
             & (F.col("ts") < F.to_timestamp(F.date_add("cutoff", 1)))
         )
+        .withColumn("age", F.datediff("cutoff", "event_date"))
     )
+    if step == "event":
+        steps = events.withColumn("n", F.lit(1))
+    elif step == "day":
+        day = ["user_id", "cutoff", "event_date", "age"]
+        known = F.when(F.col("funnel") < len(FUNNEL), F.col("funnel"))
+        per_item = (
+            events.where(F.col("item_id").isNotNull())
+            .groupBy(*day, "item_id")
+            .agg(F.count(F.lit(1)).alias("item_n"), F.max("ts").alias("item_ts"))
+        )
+        top = per_item.groupBy(*day).agg(
+            F.max_by("item_id", F.struct("item_n", "item_ts", "item_id")).alias("item_id")
+        )
+        steps = (
+            events.groupBy(*day)
+            .agg(
+                F.count(F.lit(1)).alias("n"),
+                F.coalesce(F.max(known), F.lit(len(FUNNEL))).alias("funnel"),
+                F.max("ts").alias("ts"),
+                F.max("event_id").alias("event_id"),
+            )
+            .join(top, day, "left")
+        )
+    else:
+        raise ValueError(f"step must be one of {', '.join(STEPS)}, got {step!r}")
     latest = Window.partitionBy("user_id", "cutoff").orderBy(
         F.desc("ts"), F.desc("funnel"), F.desc("event_id")
     )
@@ -118,15 +158,7 @@ def histories(events: DataFrame, rows: DataFrame, max_len: int) -> DataFrame:
         F.col("from_end") <= max_len
     )
     ordered = F.sort_array(
-        F.collect_list(
-            F.struct(
-                "ts",
-                "funnel",
-                "event_id",
-                "item_id",
-                F.datediff("cutoff", "event_date").alias("age"),
-            )  # fmt: skip
-        )
+        F.collect_list(F.struct("ts", "funnel", "event_id", "item_id", "age", "n"))
     )
     return (
         kept.groupBy("user_id", "cutoff")
@@ -137,6 +169,7 @@ def histories(events: DataFrame, rows: DataFrame, max_len: int) -> DataFrame:
             F.col("steps.item_id").alias("item_ids"),
             F.col("steps.funnel").alias("funnels"),
             F.col("steps.age").alias("ages"),
+            F.col("steps.n").alias("counts"),
         )
     )
 
@@ -150,6 +183,18 @@ def age_bucket(days: np.ndarray) -> np.ndarray:
     return out
 
 
+def count_bucket(counts: np.ndarray) -> np.ndarray:
+    """0 for 1 event, ``floor(log2(count))`` otherwise, capped at ``COUNT_BUCKETS - 1``."""
+    counts = np.maximum(np.asarray(counts, dtype=np.int64), 1)
+    return np.minimum(np.floor(np.log2(counts)).astype(np.int32), COUNT_BUCKETS - 1)
+
+
+def type_token(funnels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The step's type input: funnel + 1 and the count bucket in one token (1 ..
+    ``(len(FUNNEL) + 1) * COUNT_BUCKETS``; 0 is padding)."""
+    return np.asarray(funnels, np.int32) + 1 + (len(FUNNEL) + 1) * count_bucket(counts)
+
+
 def item_index(item_lists: Sequence[Any], max_items: int) -> dict[str, int]:
     """The ``max_items`` most frequent item ids (count descending, then id) → 2, 3, ..."""
     counts = Counter(i for items in item_lists if items is not None for i in items if i)
@@ -161,20 +206,20 @@ def arrays(pdf: pd.DataFrame, index: dict[str, int], max_len: int) -> dict[str, 
     """Left-padded (rows, max_len) int32 ``items``, ``types``, ``ages`` of ``histories`` rows
     (a row without events: all padding)."""
     out = {name: np.zeros((len(pdf), max_len), np.int32) for name in ARRAYS}
-    columns = zip(pdf["item_ids"], pdf["funnels"], pdf["ages"], strict=True)
-    for r, (items, funnels, ages) in enumerate(columns):
+    columns = zip(pdf["item_ids"], pdf["funnels"], pdf["ages"], pdf["counts"], strict=True)
+    for r, (items, funnels, ages, counts) in enumerate(columns):
         if items is None or len(items) == 0:
             continue
         n = len(items)
         out["items"][r, max_len - n :] = [index.get(i, OTHER) if i else OTHER for i in items]
-        out["types"][r, max_len - n :] = np.asarray(funnels, np.int32) + 1
+        out["types"][r, max_len - n :] = type_token(np.asarray(funnels), np.asarray(counts))
         out["ages"][r, max_len - n :] = age_bucket(np.asarray(ages))
     return out
 
 
 def vocab_of(index: dict[str, int]) -> Vocab:
     items = OTHER + len(index)
-    return Vocab(items, len(FUNNEL) + 1, np.zeros(items + 1, np.int32))
+    return Vocab(items, (len(FUNNEL) + 1) * COUNT_BUCKETS, np.zeros(items + 1, np.int32))
 
 
 def build_classifier(vocab: Vocab, p: HeadParams) -> Any:
@@ -214,7 +259,8 @@ def probabilities(model: Any, x: dict[str, np.ndarray], rows: int = 4096) -> np.
 
 def task(vocab: Vocab, p: HeadParams) -> runner.KerasTask:
     """The head's part of the shared Horovod fit: rows of wide ``items_i``, ``types_i``,
-    ``ages_i`` columns, ``label`` and ``weight``."""
+    ``ages_i`` columns, ``label`` and ``weight``; early stopping on the validation ROC-AUC
+    (the best epoch's weights are kept), like the DNN."""
     length = p.max_len
 
     def build() -> tuple[Any, None]:
@@ -223,7 +269,20 @@ def task(vocab: Vocab, p: HeadParams) -> runner.KerasTask:
     def compile_args() -> dict[str, Any]:
         import tensorflow as tf
 
-        return {"loss": tf.keras.losses.BinaryCrossentropy(from_logits=True)}
+        return {
+            "loss": tf.keras.losses.BinaryCrossentropy(from_logits=True),
+            "metrics": [tf.keras.metrics.AUC(name="auc", from_logits=True)],
+        }
+
+    def callbacks(rank: int) -> list[Any]:
+        import tensorflow as tf
+
+        # the metric is averaged over the ranks first, so every rank stops at the same epoch
+        return [
+            tf.keras.callbacks.EarlyStopping(
+                monitor="val_auc", mode="max", patience=p.patience, restore_best_weights=True
+            )
+        ]
 
     def inputs() -> Any:
         import tensorflow as tf
@@ -241,7 +300,7 @@ def task(vocab: Vocab, p: HeadParams) -> runner.KerasTask:
     def result(model: Any, parts: None) -> list[np.ndarray]:
         return [np.asarray(w) for w in model.get_weights()]
 
-    return runner.KerasTask(build, compile_args, inputs, result)
+    return runner.KerasTask(build, compile_args, inputs, result, callbacks)
 
 
 @dataclass
@@ -278,7 +337,7 @@ def fit_score(
     (each row reads only its user's events up to the end of its cutoff day)."""
     keyed = rows.select("user_id", "cutoff", "split", "label")
     pdf: pd.DataFrame = (
-        keyed.join(histories(events, keyed, p.max_len), ["user_id", "cutoff"], "left")
+        keyed.join(histories(events, keyed, p.max_len, p.step), ["user_id", "cutoff"], "left")
         .orderBy("cutoff", "user_id")
         .toPandas()
     )
