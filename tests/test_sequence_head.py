@@ -15,18 +15,23 @@ import datetime as dt
 import numpy as np
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from shopperlake.core.errors import ConfigError
+from shopperlake.churn.train import sequence_candidates
+from shopperlake.core.errors import ConfigError, InputError
 from shopperlake.seqmodel.build import FUNNEL
 from shopperlake.seqmodel.heads import (
     AGE_BUCKETS,
+    FittedHead,
     HeadParams,
     age_bucket,
     count_bucket,
     fit_score,
     head_params,
     histories,
+    item_index,
     type_token,
+    with_arrays,
 )
 from shopperlake.training.metrics import roc_auc
 
@@ -39,17 +44,38 @@ ROWS = "user_id STRING, cutoff DATE, split STRING, label INT"
 CUTOFF = dt.date(2024, 3, 10)
 
 
-def test_age_buckets_by_hand() -> None:
-    days = np.array([0, 1, 2, 3, 4, 7, 8, 15, 16, 10**6])
-    assert age_bucket(days).tolist() == [1, 2, 3, 3, 4, 4, 5, 5, 6, AGE_BUCKETS - 1]
-
-
-def test_count_buckets_and_type_tokens_by_hand() -> None:
-    assert count_bucket(np.array([1, 2, 3, 4, 7, 8, 31, 32, 5000])).tolist() == [
-        0, 1, 1, 2, 2, 3, 4, 5, 5
-    ]  # fmt: skip
+def test_age_and_count_buckets_and_type_tokens_by_hand(spark: SparkSession) -> None:
+    days = [0, 1, 2, 3, 4, 7, 8, 15, 16, 8191, 8192, 10**6]
+    got = spark.createDataFrame([(d,) for d in days], "d INT").select(age_bucket(F.col("d")))
+    assert [r[0] for r in got.collect()] == [1, 2, 3, 3, 4, 4, 5, 5, 6, 14, 15, AGE_BUCKETS - 1]
+    counts = [1, 2, 3, 4, 7, 8, 31, 32, 5000]
+    got = spark.createDataFrame([(n,) for n in counts], "n INT").select(count_bucket(F.col("n")))
+    assert [r[0] for r in got.collect()] == [0, 1, 1, 2, 2, 3, 4, 5, 5]
     # 8 funnel values (7 stages + other): a view is 1, a purchase day of 5 events 5 + 8 * 2
-    assert type_token(np.array([0, 4, 7]), np.array([1, 5, 40])).tolist() == [1, 21, 48]
+    steps = spark.createDataFrame([(0, 1), (4, 5), (7, 40)], "f INT, n INT")
+    got = steps.select(type_token(F.col("f"), F.col("n")))
+    assert [r[0] for r in got.collect()] == [1, 21, 48]
+
+
+def test_arrays_are_left_padded_model_inputs(spark: SparkSession) -> None:
+    labelled = spark.createDataFrame(
+        [
+            ("u1", ["b", None, "z"], [0, 7, 4], [40, 9, 0], [1, 1, 2]),
+            ("u2", None, None, None, None),  # no events before the cutoff
+        ],
+        "user_id STRING, item_ids ARRAY<STRING>, funnels ARRAY<INT>, ages ARRAY<INT>, "
+        "counts ARRAY<BIGINT>",
+    )
+    index = item_index(
+        spark.createDataFrame([(["a", "b", "a"],), (["c", None],)], "item_ids ARRAY<STRING>"), 2
+    )
+    assert index == {"a": 2, "b": 3}  # a twice, then b before c (ties by id); c left out
+    got = {r.user_id: r for r in with_arrays(labelled, index, 5).collect()}
+    # b has its index; no item and an item outside the index share OTHER (1); 0 pads
+    assert got["u1"].items == [0, 0, 3, 1, 1]
+    assert got["u1"].types == [0, 0, 1, 8, 5 + 8]
+    assert got["u1"].ages == [0, 0, 7, 5, 1]  # 40 days: 2^5 <= 40 < 2^6 -> 5 + 2
+    assert got["u2"].items == got["u2"].types == got["u2"].ages == [0] * 5
 
 
 def test_bad_sequence_settings_are_named() -> None:
@@ -179,3 +205,20 @@ def test_the_head_learns_what_only_the_order_says(spark: SparkSession, tmp_path)
     # early stopping watches the validation ROC-AUC (Keras only warns when the monitored
     # metric is missing, and then never stops)
     assert len(head.history["val_auc"]) == len(head.history["loss"]) >= 1
+
+
+def test_candidates_pair_the_same_rows_only() -> None:
+    y = np.array([0, 1, 1])
+    dnn = {"test": (y, np.array([0.2, 0.6, 0.9]))}
+    users = {"test": np.array(["a", "b", "c"], dtype=object)}
+    head = FittedHead(
+        {"test": (y, np.array([0.4, 0.8, 0.5]))}, {"test": users["test"].copy()},
+        [], [], {}, 0.0, {},
+    )  # fmt: skip
+    out = sequence_candidates(dnn, users, head)
+    assert out["blend"]["test"][1].tolist() == pytest.approx([0.3, 0.7, 0.7])
+    assert out["sequence"]["test"][1].tolist() == [0.4, 0.8, 0.5]
+    # same labels, other users (b and c swapped): refused, not silently paired
+    head.users["test"] = np.array(["a", "c", "b"], dtype=object)
+    with pytest.raises(InputError, match="sequence head's test rows differ from the DNN's"):
+        sequence_candidates(dnn, users, head)

@@ -154,14 +154,17 @@ def compare_models(
 
 
 def sequence_candidates(
-    dnn: dict[str, tuple[np.ndarray, np.ndarray]], head: dict[str, tuple[np.ndarray, np.ndarray]]
+    dnn: dict[str, tuple[np.ndarray, np.ndarray]],
+    users: dict[str, np.ndarray],
+    head: heads.FittedHead,
 ) -> Scored:
     """``sequence`` (the head's raw scores) and ``blend`` (the mean of the DNN's and the head's
-    raw scores) per split; both score the same rows in the same order as the DNN."""
+    raw scores) per split; ``users``: the DNN's user ids in its row order, which the head's
+    must repeat (same rows, same order), or the pairing would be meaningless."""
     out: Scored = {SEQUENCE: {}, BLEND: {}}
     for split, (y, p) in dnn.items():
-        y_head, p_head = head[split]
-        if not np.array_equal(y, y_head):
+        y_head, p_head = head.scores[split]
+        if not np.array_equal(users[split], head.users[split]) or not np.array_equal(y, y_head):
             raise InputError(f"the sequence head's {split} rows differ from the DNN's")
         out[SEQUENCE][split] = (y, p_head)
         out[BLEND][split] = (y, (p + p_head) / 2.0)
@@ -349,7 +352,7 @@ def body(ctx: JobContext) -> None:
                     spark, lake.read("bronze.events"), data, spec.sequence, str(cache_dir),
                     pos_rate, SPLITS,
                 )  # fmt: skip
-            scored.update(sequence_candidates(scored["dnn"], head.scores))
+            scored.update(sequence_candidates(scored["dnn"], users, head))
         choices = calibrate(scored, spec.calibration)
         evaluated, thresholds = calibrated_scores(scored, choices, spec)
         metrics: dict[str, dict[str, dict[str, float]]] = {s: {} for s in SPLITS}

@@ -28,16 +28,15 @@ are calibrated by the training job.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, FloatType, IntegerType, StructField, StructType
 from pyspark.sql.window import Window
 
 from shopperlake.core.errors import ConfigError
@@ -174,47 +173,68 @@ def histories(events: DataFrame, rows: DataFrame, max_len: int, step: str = "eve
     )
 
 
-def age_bucket(days: np.ndarray) -> np.ndarray:
+def _doublings(value: Column, top: int) -> Column:
+    """How many of 2, 4, ..., 2^top ``value`` reaches: floor(log2(value)) capped at ``top``
+    for value >= 1, in exact integer comparisons (no floating-point log)."""
+    thresholds = F.array(*(F.lit(2**k) for k in range(1, top + 1)))
+    return F.size(F.filter(thresholds, lambda t: value >= t))
+
+
+def age_bucket(days: Column) -> Column:
     """1 for 0 days, ``floor(log2(days)) + 2`` otherwise, capped at ``AGE_BUCKETS - 1``."""
-    days = np.asarray(days, dtype=np.int64)
-    out = np.ones(days.shape, np.int32)
-    older = days >= 1
-    out[older] = np.minimum(np.floor(np.log2(days[older])).astype(np.int32) + 2, AGE_BUCKETS - 1)
-    return out
+    return F.when(days < 1, F.lit(1)).otherwise(_doublings(days, AGE_BUCKETS - 3) + 2)
 
 
-def count_bucket(counts: np.ndarray) -> np.ndarray:
+def count_bucket(count: Column) -> Column:
     """0 for 1 event, ``floor(log2(count))`` otherwise, capped at ``COUNT_BUCKETS - 1``."""
-    counts = np.maximum(np.asarray(counts, dtype=np.int64), 1)
-    return np.minimum(np.floor(np.log2(counts)).astype(np.int32), COUNT_BUCKETS - 1)
+    return _doublings(count, COUNT_BUCKETS - 1)
 
 
-def type_token(funnels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def type_token(funnel: Column, count: Column) -> Column:
     """The step's type input: funnel + 1 and the count bucket in one token (1 ..
     ``(len(FUNNEL) + 1) * COUNT_BUCKETS``; 0 is padding)."""
-    return np.asarray(funnels, np.int32) + 1 + (len(FUNNEL) + 1) * count_bucket(counts)
+    return funnel + 1 + (len(FUNNEL) + 1) * count_bucket(count)
 
 
-def item_index(item_lists: Sequence[Any], max_items: int) -> dict[str, int]:
-    """The ``max_items`` most frequent item ids (count descending, then id) → 2, 3, ..."""
-    counts = Counter(i for items in item_lists if items is not None for i in items if i)
-    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_items]
-    return {item: OTHER + 1 + n for n, (item, _) in enumerate(top)}
+def item_index(labelled: DataFrame, max_items: int) -> dict[str, int]:
+    """The ``max_items`` most frequent item ids of ``labelled``'s ``item_ids`` (count
+    descending, then id) → 2, 3, ..."""
+    top = (
+        labelled.select(F.explode("item_ids").alias("item_id"))
+        .where(F.col("item_id").isNotNull())
+        .groupBy("item_id")
+        .count()
+        .orderBy(F.desc("count"), "item_id")
+        .limit(max_items)
+        .collect()
+    )
+    return {row.item_id: OTHER + 1 + n for n, row in enumerate(top)}
 
 
-def arrays(pdf: pd.DataFrame, index: dict[str, int], max_len: int) -> dict[str, np.ndarray]:
-    """Left-padded (rows, max_len) int32 ``items``, ``types``, ``ages`` of ``histories`` rows
-    (a row without events: all padding)."""
-    out = {name: np.zeros((len(pdf), max_len), np.int32) for name in ARRAYS}
-    columns = zip(pdf["item_ids"], pdf["funnels"], pdf["ages"], pdf["counts"], strict=True)
-    for r, (items, funnels, ages, counts) in enumerate(columns):
-        if items is None or len(items) == 0:
-            continue
-        n = len(items)
-        out["items"][r, max_len - n :] = [index.get(i, OTHER) if i else OTHER for i in items]
-        out["types"][r, max_len - n :] = type_token(np.asarray(funnels), np.asarray(counts))
-        out["ages"][r, max_len - n :] = age_bucket(np.asarray(ages))
-    return out
+def with_arrays(labelled: DataFrame, index: dict[str, int], max_len: int) -> DataFrame:
+    """``labelled`` (``histories`` columns, null for a row without events) with the model's
+    left-padded ``items``, ``types``, ``ages`` int arrays of length ``max_len`` (a row without
+    events: all padding), built on the executors."""
+    pad = F.array_repeat(F.lit(0), max_len - F.coalesce(F.size("item_ids"), F.lit(0)))
+    lookup = F.create_map(*(F.lit(v) for kv in index.items() for v in kv))
+
+    def item(i: Column) -> Column:
+        if not index:
+            return F.lit(OTHER)
+        return F.when(i.isNull(), OTHER).otherwise(F.coalesce(lookup[i], F.lit(OTHER)))
+
+    steps = {
+        "items": F.transform("item_ids", item),
+        "types": F.zip_with("funnels", "counts", type_token),
+        "ages": F.transform("ages", age_bucket),
+    }
+    empty = F.array_repeat(F.lit(0), max_len)
+    return labelled.withColumns(
+        {
+            name: F.when(F.col("item_ids").isNull(), empty).otherwise(F.concat(pad, column))
+            for name, column in steps.items()
+        }
+    )
 
 
 def vocab_of(index: dict[str, int]) -> Vocab:
@@ -306,20 +326,16 @@ def task(vocab: Vocab, p: HeadParams) -> runner.KerasTask:
 @dataclass
 class FittedHead:
     """Raw probabilities per split (``(label, p)`` in (cutoff, user_id) order, the order of
-    ``churn.train.collect_scores``), the weights and the vocabulary."""
+    ``churn.train.collect_scores``; ``users``: the user ids in that order), the weights and
+    the vocabulary."""
 
     scores: dict[str, tuple[np.ndarray, np.ndarray]]
+    users: dict[str, np.ndarray]
     weights: list[np.ndarray]
     item_ids: list[str]
     history: dict[str, list[float]]
     seconds: float
     rows_without_events: dict[str, int]
-
-
-TRAINING = StructType(
-    [StructField(c, ArrayType(IntegerType(), False), False) for c in ARRAYS]
-    + [StructField("label", FloatType(), False), StructField("weight", FloatType(), False)]
-)
 
 
 def fit_score(
@@ -334,42 +350,54 @@ def fit_score(
     """Fit on ``rows``' train split (validation for Keras' metrics) and score ``splits``.
 
     ``rows``: (user_id, cutoff, split, label) labelled rows; ``events``: the events table
-    (each row reads only its user's events up to the end of its cutoff day)."""
+    (each row reads only its user's events up to the end of its cutoff day). The histories and
+    the model's arrays are built on the executors and reach Horovod through Petastorm; only
+    the item index and the rows of ``splits``, scored on the driver, are collected."""
     keyed = rows.select("user_id", "cutoff", "split", "label")
-    pdf: pd.DataFrame = (
-        keyed.join(histories(events, keyed, p.max_len, p.step), ["user_id", "cutoff"], "left")
-        .orderBy("cutoff", "user_id")
-        .toPandas()
-    )
-    by_split = {s: pdf[pdf["split"] == s].reset_index(drop=True) for s in ("train", *splits)}
-    index = item_index(list(by_split["train"]["item_ids"]), p.max_items)
-    vocab = vocab_of(index)
-    x = {s: arrays(part, index, p.max_len) for s, part in by_split.items()}
-    w_pos, w_neg = 0.5 / pos_rate, 0.5 / (1.0 - pos_rate)
+    labelled = keyed.join(
+        histories(events, keyed, p.max_len, p.step), ["user_id", "cutoff"], "left"
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        index = item_index(labelled.where(F.col("split") == "train"), p.max_items)
+        vocab = vocab_of(index)
+        x = with_arrays(labelled, index, p.max_len)
+        weight = F.when(F.col("label") == 1, 0.5 / pos_rate).otherwise(0.5 / (1.0 - pos_rate))
 
-    def frame(split: str) -> DataFrame:
-        y = by_split[split]["label"].to_numpy(dtype=np.float32)
-        a = x[split]
-        data = [
-            (a["items"][r].tolist(), a["types"][r].tolist(), a["ages"][r].tolist(),
-             float(y[r]), w_pos if y[r] == 1 else w_neg)
-            for r in range(len(y))
-        ]  # fmt: skip
-        return spark.createDataFrame(data, TRAINING)
+        def frame(split: str) -> DataFrame:
+            return x.where(F.col("split") == split).select(
+                *ARRAYS, F.col("label").cast("float"), weight.cast("float").alias("weight")
+            )
 
-    started = time.monotonic()
-    fitted = runner.fit(
-        spark, frame("train"), {c: p.max_len for c in ARRAYS}, task(vocab, p),
-        runner.Distributed(p.num_proc, p.batch_size, p.epochs, p.learning_rate, p.seed),
-        cache_dir, validation=frame(splits[0]), what="sequence head",
-    )  # fmt: skip
-    model = build_classifier(vocab, p)
-    model.set_weights(fitted.value)
-    scores = {
-        s: (by_split[s]["label"].to_numpy(dtype=int), probabilities(model, x[s])) for s in splits
-    }
-    empty = {s: int((x[s]["items"] == 0).all(axis=1).sum()) for s in x}
+        started = time.monotonic()
+        fitted = runner.fit(
+            spark, frame("train"), {c: p.max_len for c in ARRAYS}, task(vocab, p),
+            runner.Distributed(p.num_proc, p.batch_size, p.epochs, p.learning_rate, p.seed),
+            cache_dir, validation=frame(splits[0]), what="sequence head",
+        )  # fmt: skip
+        model = build_classifier(vocab, p)
+        model.set_weights(fitted.value)
+        scores, users = {}, {}
+        for s in splits:
+            part: pd.DataFrame = (
+                x.where(F.col("split") == s)
+                .orderBy("cutoff", "user_id")
+                .select("user_id", "label", *ARRAYS)
+                .toPandas()
+            )
+            inputs = {
+                c: np.stack(part[c].to_numpy()).astype(np.int32).reshape(len(part), p.max_len)
+                for c in ARRAYS
+            }
+            scores[s] = (part["label"].to_numpy(dtype=int), probabilities(model, inputs))
+            users[s] = part["user_id"].to_numpy(dtype=object)
+        counts = labelled.groupBy("split").agg(
+            F.sum(F.col("item_ids").isNull().cast("int")).alias("n")
+        )
+        empty = dict.fromkeys(("train", *splits), 0)
+        empty.update({r.split: int(r.n) for r in counts.collect() if r.split in empty})
+    finally:
+        labelled.unpersist()
     item_ids = sorted(index, key=index.__getitem__)
     return FittedHead(
-        scores, fitted.value, item_ids, fitted.history, time.monotonic() - started, empty
+        scores, users, fitted.value, item_ids, fitted.history, time.monotonic() - started, empty
     )
