@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -99,6 +100,13 @@ def test_train_score_and_a_failed_run(
     assert metrics[("popularity", "ndcg@10", None)].value == pytest.approx(ndcg)
     # the walk is learnt: the next item is the successor of the last one
     assert metrics[("sasrec", "hr@10", None)].value >= 0.8
+    # the per-user ranks behind the figures, kept with the version
+    ranks = pd.read_parquet(Path(lake_root) / "models" / "sasrec" / "v0001" / "loo_ranks.parquet")
+    assert set(ranks["algorithm"]) == {"sasrec", "ease", "popularity"}
+    assert set(ranks["split"]) == {"validation", "test"}
+    popular = ranks[(ranks["split"] == "test") & (ranks["algorithm"] == "popularity")]
+    assert sorted(popular["user_id"]) == sorted(seqs)
+    assert float((popular["rank"] < 10).mean()) == pytest.approx(hr)
 
     assert run("score", ["--model", "sasrec", *args], spark=spark) == 0
     recs = lake.read("gold.next_item_recommendations").where(F.col("as_of_date") == AS_OF)
@@ -144,5 +152,4 @@ def test_train_score_and_a_failed_run(
     no_lambdas = [*args, "--set=recommender.ease.lambdas=[]"]
     assert run("train", ["--model", "sasrec", *no_lambdas], spark=spark) != 0
     assert "recommender.ease.lambdas is empty" in capsys.readouterr().err
-    assert registry.versions("sasrec") == ["v0001"]
     assert registry.versions("sasrec") == ["v0001"]

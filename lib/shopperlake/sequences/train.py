@@ -221,9 +221,11 @@ def body(ctx: JobContext) -> int:
                 str(Storage.from_config(ctx.cfg, lake.root).cache), what=MODEL,
             )  # fmt: skip
         with ctx.progress.stage("leave-one-out evaluation"):
-            metrics, comparison, lam = evaluate(ctx, rows, indexed, fitted.value, params)
+            metrics, comparison, lam, ranked = evaluate(
+                ctx, rows, indexed, fitted.value, params
+            )
         save_version(mv.path, vocab, indexed.item_ids, params, fitted, metrics, lam, as_of,
-                     n_users)  # fmt: skip
+                     n_users, ranked)  # fmt: skip
     except BaseException:
         registry.discard(mv)
         raise
@@ -262,8 +264,9 @@ def ease_lambdas(ctx: JobContext) -> list[float]:
 def evaluate(
     ctx: JobContext, rows: DataFrame, indexed: loo.Indexed, weights: list[np.ndarray],
     p: SasRecParams,
-) -> tuple[dict[str, dict[str, dict[str, float]]], Comparison, float]:  # fmt: skip
-    """Per split and algorithm HR@k / NDCG@k; the test comparison; EASE's λ."""
+) -> tuple[dict[str, dict[str, dict[str, float]]], Comparison, float, pd.DataFrame]:  # fmt: skip
+    """Per split and algorithm HR@k / NDCG@k; the test comparison; EASE's λ; the ranks
+    (user_id, split, algorithm, rank: 0-based) behind them."""
     spark, vocab = ctx.spark, indexed.vocab
     pairs = loo.interactions(rows)
     gram = gram_matrix(spark, pairs, int(ctx.cfg.get("recommender.ease.max_items")))
@@ -311,14 +314,19 @@ def evaluate(
     assert users is not None
     settings = BootstrapSettings.from_config(ctx.cfg)
     comparison = compare(stats, len(users), MODEL, "loo_test", settings)
-    return metrics, comparison, lam
+    return metrics, comparison, lam, ranked
 
 
 def save_version(
     path: Path, vocab: Vocab, item_ids: list[str], p: SasRecParams, fitted: runner.Fitted,
-    metrics: dict[str, Any], lam: float, as_of: dt.date, users: int,
+    metrics: dict[str, Any], lam: float, as_of: dt.date, users: int, ranked: pd.DataFrame,
 ) -> None:  # fmt: skip
     np.savez(path / "weights.npz", *fitted.value)
+    # every user's rank of the held-out item under every algorithm: the per-user figures
+    # behind metrics.json, for paired comparisons with models outside the suite
+    ranked.sort_values(["split", "algorithm", "user_id"]).to_parquet(
+        path / "loo_ranks.parquet", index=False
+    )
     (path / "vocab.json").write_text(
         json.dumps(
             {
