@@ -115,7 +115,7 @@ def test_histories_are_the_latest_events_up_to_the_cutoff_day(spark: SparkSessio
          ("u2", CUTOFF, "test", 0)],
         ROWS,
     )  # fmt: skip
-    got = {(r.user_id, r.cutoff): r for r in histories(events, rows, 3).collect()}
+    got = {(r.user_id, r.cutoff): r for r in histories(events, rows, 3, "event").collect()}
     assert set(got) == {("u1", CUTOFF), ("u1", dt.date(2024, 2, 1))}  # u2: nothing before
     late = got[("u1", CUTOFF)]  # 4 events up to the cutoff day, the latest 3 kept
     assert late.item_ids == [None, "b", "b"]

@@ -107,7 +107,7 @@ def head_params(block: dict[str, Any], where: str) -> HeadParams:
     return p
 
 
-def histories(events: DataFrame, rows: DataFrame, max_len: int, step: str = "event") -> DataFrame:
+def histories(events: DataFrame, rows: DataFrame, max_len: int, step: str) -> DataFrame:
     """(user_id, cutoff, item_ids, funnels, ages, counts): for each distinct (user_id, cutoff)
     of ``rows`` with at least one event up to the end of the cutoff day, its latest ``max_len``
     steps (``step``: ``event`` or ``day``, see the module) oldest first (``funnels``:

@@ -221,9 +221,7 @@ def body(ctx: JobContext) -> int:
                 str(Storage.from_config(ctx.cfg, lake.root).cache), what=MODEL,
             )  # fmt: skip
         with ctx.progress.stage("leave-one-out evaluation"):
-            metrics, comparison, lam, ranked = evaluate(
-                ctx, rows, indexed, fitted.value, params
-            )
+            metrics, comparison, lam, ranked = evaluate(ctx, rows, indexed, fitted.value, params)
         save_version(mv.path, vocab, indexed.item_ids, params, fitted, metrics, lam, as_of,
                      n_users, ranked)  # fmt: skip
     except BaseException:
