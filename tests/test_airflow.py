@@ -136,6 +136,9 @@ def test_two_days_of_the_daily_dag(
                    spark) == 0  # fmt: skip
         assert run("train", job_args(root, *args), spark) == 0
     assert run("train_recommender", job_args(root, *before), spark) == 0
+    assert run("build_sequences", job_args(root, *before), spark) == 0
+    assert run("train", job_args(root, "--model", "sasrec", "--epochs", "2", *before),
+               spark) == 0  # fmt: skip
 
     env = {**airflow_env, "AIRFLOW_VAR_SHOPPERLAKE_HOME": str(REPO),
            "AIRFLOW_VAR_SHOPPERLAKE_LAKE": root, "AIRFLOW_VAR_SHOPPERLAKE_ENV": "airflowtest",
@@ -165,3 +168,5 @@ def test_two_days_of_the_daily_dag(
     assert len([u for u in only_first if u in seen]) >= 0.9 * len(only_first)
     recs = lake.read("gold.recommendations")
     assert {r[0] for r in recs.select("as_of_date").distinct().collect()} >= {DAY1, DAY2}
+    nexts = lake.read("gold.next_item_recommendations")
+    assert {r[0] for r in nexts.select("as_of_date").distinct().collect()} >= {DAY1, DAY2}

@@ -55,7 +55,14 @@ def test_dependencies_point_at_earlier_tasks() -> None:
     assert daily["forecast_item"].upstream == ("ingest",)
     # and forecast the day's source only (item ids of two sources are different items)
     assert daily["forecast_item"].args[:4] == ("--level", "item", "--source", "custom")
+    # sequences read the events and leave out the flagged bots; SASRec scores read them
+    assert daily["build_sequences"].upstream == ("detect_anomalies", "ingest")
+    assert daily["score_sasrec"].upstream == ("build_sequences",)
     weekly = {t.task_id: t for t in weekly_training_tasks("l")}
+    # SASRec reads the sequences and gold.model_metrics, which the trainings before it write
+    assert weekly["train_sasrec"].upstream == (
+        "build_sequences", "train_propensity", "train_recommender",
+    )  # fmt: skip
     assert weekly["train_churn"].upstream == ("training_set_churn",)
     assert weekly["train_propensity"].upstream == ("training_set_propensity",)
 

@@ -56,8 +56,8 @@ def wired(tasks: list[Task]) -> list[Task]:
 
 def daily_tasks(source: str, input_uri: str, lake: str) -> list[Task]:
     """Ingest the day's files, check the feed and flag anomalous users, then profiles →
-    segments → scores and recommendations (without the flagged bots), and the demand
-    forecasts of both levels."""
+    segments → scores and recommendations (without the flagged bots), the sequences and
+    SASRec's next items, and the demand forecasts of both levels."""
     common = ("--lake", lake, "--as-of", AS_OF)
     return wired(
         [
@@ -69,6 +69,10 @@ def daily_tasks(source: str, input_uri: str, lake: str) -> list[Task]:
             Task("score_churn", "score", ("--model", "churn", *common)),
             Task("score_propensity", "score", ("--model", "propensity", *common)),
             Task("score_recommender", "score_recommender", common),
+            # the users' latest item events, and SASRec's next items from them (the current
+            # version, trained by the weekly DAG)
+            Task("build_sequences", "build_sequences", common),
+            Task("score_sasrec", "score_sasrec", common),
             # the day's source only: item ids of different sources are different items
             Task(
                 "forecast_category",
@@ -90,6 +94,11 @@ def weekly_training_tasks(lake: str) -> list[Task]:
             Task(f"train_{model}", "train", ("--model", model, *common)),
         ]
     tasks.append(Task("train_recommender", "train_recommender", common))
+    # SASRec on the day's sequences (rebuilt here: the same table the daily DAG writes)
+    tasks += [
+        Task("build_sequences", "build_sequences", common),
+        Task("train_sasrec", "train_sasrec", common),
+    ]
     return wired(tasks)
 
 
