@@ -14,8 +14,10 @@ indices out of ``--items``, turned into training rows by the product's own
    NumPy ``tf.data`` pipeline (shuffle, batch, prefetch) of the same rows. Sequences/s over
    the same number of steps after a warm-up; the two are measured in turn ``--rounds`` times
    and the medians and the median of the per-round ratios are reported (the VM is shared).
-2. Horovod on Spark (``horovod.spark.run``, Petastorm-fed, sharded by rank, the runner's
-   ``DistributedOptimizer``) with 1 and 2 processes: sequences/s over all ranks.
+2. Horovod on Spark (``horovod.spark.run``, sharded by rank, the runner's
+   ``DistributedOptimizer``) with 1 and 2 processes, where the product trains: sequences/s
+   over all ranks fed by Petastorm and, in the same kind of process, by the in-memory
+   pipeline of the rank's shard; in turn, ``--rounds`` times, medians and the median ratio.
 
     .venv/bin/python bench/bench_sasrec.py [--users 20000 --items 5000 --steps 150 --rounds 3]
 """
@@ -143,31 +145,54 @@ def main() -> int:
 
     steps, batch, lr, seed = args.steps, p.batch_size, p.learning_rate, p.seed
 
-    def hvd_fn() -> float:
-        import horovod.tensorflow.keras as hvd
-        import tensorflow as tf_
+    def hvd_fn(in_memory: bool) -> Any:
+        def fn() -> float:
+            import horovod.tensorflow.keras as hvd
+            import tensorflow as tf_
 
-        hvd.init()
-        threads = max(1, (os.cpu_count() or 1) // max(1, hvd.local_size()))
-        tf_.config.threading.set_intra_op_parallelism_threads(threads)
-        tf_.keras.utils.set_random_seed(seed + hvd.rank())
-        model, _ = task.build()
-        opt = hvd.DistributedOptimizer(tf_.keras.optimizers.Adam(lr * hvd.size()))
-        model.compile(optimizer=opt, experimental_run_tf_function=False, **task.compile_args())
-        cb = [hvd.callbacks.BroadcastGlobalVariablesCallback(0)]
-        shard = {"shard": hvd.rank(), "shard_count": hvd.size(), "seed": seed}
-        with petastorm_io.batches(conv, batch, **shard) as ds_:
-            data = ds_.map(task.inputs()).prefetch(tf_.data.AUTOTUNE)
-            model.fit(data, steps_per_epoch=10, epochs=1, callbacks=cb, verbose=0)
-            started = time.perf_counter()
-            model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-            return steps * batch / (time.perf_counter() - started)
+            hvd.init()
+            threads = max(1, (os.cpu_count() or 1) // max(1, hvd.local_size()))
+            tf_.config.threading.set_intra_op_parallelism_threads(threads)
+            tf_.keras.utils.set_random_seed(seed + hvd.rank())
+            model, _ = task.build()
+            opt = hvd.DistributedOptimizer(tf_.keras.optimizers.Adam(lr * hvd.size()))
+            model.compile(optimizer=opt, experimental_run_tf_function=False,
+                          **task.compile_args())  # fmt: skip
+            cb = [hvd.callbacks.BroadcastGlobalVariablesCallback(0)]
 
+            def timed(data: Any) -> float:
+                model.fit(data, steps_per_epoch=10, epochs=1, callbacks=cb, verbose=0)
+                started = time.perf_counter()
+                model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+                return steps * batch / (time.perf_counter() - started)
+
+            if in_memory:  # the same rows, this rank's shard, from NumPy
+                r, n = hvd.rank(), hvd.size()
+                xs = {k: v[r::n] for k, v in x.items()}
+                data = (
+                    tf_.data.Dataset.from_tensor_slices((xs, y[r::n], (y[r::n] > 0).astype("f4")))
+                    .shuffle(10_000, seed=seed).repeat().batch(batch)
+                    .prefetch(tf_.data.AUTOTUNE)
+                )  # fmt: skip
+                return timed(data)
+            shard = {"shard": hvd.rank(), "shard_count": hvd.size(), "seed": seed}
+            with petastorm_io.batches(conv, batch, **shard) as ds_:
+                return timed(ds_.map(task.inputs()).prefetch(tf_.data.AUTOTUNE))
+
+        return fn
+
+    # in the Horovod processes, where training runs: both input paths, in turn, per size
     for n in (1, 2):
-        per_rank = horovod_run(hvd_fn, n)
+        got: dict[str, list[float]] = {"petastorm": [], "memory": []}
+        for _ in range(args.rounds):
+            got["petastorm"].append(sum(horovod_run(hvd_fn(False), n)))
+            got["memory"].append(sum(horovod_run(hvd_fn(True), n)))
+        ratios = np.array(got["petastorm"]) / np.array(got["memory"])
         print(
-            f"horovod.spark.run num_proc={n}: {sum(per_rank):,.0f} sequences/s "
-            f"({', '.join(f'{r:,.0f}' for r in per_rank)} per rank)",
+            f"horovod.spark.run num_proc={n} (median of {args.rounds}): Petastorm "
+            f"{np.median(got['petastorm']):,.0f} sequences/s, in-memory tf.data "
+            f"{np.median(got['memory']):,.0f} sequences/s -> {np.median(ratios):.0%} of "
+            f"in-memory (rounds: {', '.join(f'{v:.0%}' for v in ratios)})",
             flush=True,
         )
     conv.delete()
