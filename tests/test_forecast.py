@@ -16,11 +16,12 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from shopperlake.core.lake import Lake
-from shopperlake.forecast.global_model import GlobalSpec, fit_predict, guard
+from shopperlake.forecast.global_model import GlobalSpec, fit_predict, global_candidates, guard
 from shopperlake.forecast.job import choose_per_level
 from shopperlake.forecast.local import (
     FALLBACK,
     OUTPUT_DDL,
+    Fits,
     LocalSpec,
     conformal,
     dense,
@@ -322,6 +323,66 @@ def test_the_global_model_uses_the_promotions_of_the_days_it_forecasts() -> None
     later = exog.copy()
     later[:, cutoff + h :] = 50.0  # beyond the forecast window: never read
     np.testing.assert_array_equal(fit_predict(values, days, cutoff, spec, later), with_promotions)
+
+
+def test_rolling_origins_fit_each_cut_off_once_and_match_statsforecast_cross_validation() -> None:
+    """Three origins 14 days apart with two 14-day validation windows need the cut-offs
+    o1-28, o1-14, o1, o1+14, o1+28: 5 fits per series, not 9. The shared fits give the same
+    rows as fitting each origin on its own, and the validation MAE of every method equals the
+    one computed from statsforecast's own ``cross_validation`` on the same days."""
+    import os
+
+    os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS, SeasonalNaive, WindowAverage
+
+    days = 200
+    values = planted_weekly(3, days, seed=11)
+    sparse = pd.DataFrame(
+        [(f"s{i}", START + dt.timedelta(days=d), values[i, d]) for i in range(3)
+         for d in range(days) if values[i, d] > 0],
+        columns=["series_id", "ds", "y"],
+    )  # fmt: skip
+    o1 = START + dt.timedelta(days=150)
+    origins = (o1, o1 + dt.timedelta(days=14), o1 + dt.timedelta(days=28))
+    spec = LocalSpec(
+        start=START, origins=origins, horizon=14, validation_windows=2, ensemble=True,
+        methods=("seasonal_naive", "window_average", "auto_ets"),
+    )  # fmt: skip
+    fits = Fits(sparse, spec)
+    shared = [forecast_origin(sparse, o, spec, None, fits) for o in origins]
+    assert fits.fitted == 3 * 5
+    for o, got in zip(origins, shared, strict=True):
+        pd.testing.assert_frame_equal(got, forecast_origin(sparse, o, spec))
+    # the reference: statsforecast's cross_validation of the last origin's two windows
+    last = origins[-1]
+    df = dense(sparse, START, last - dt.timedelta(days=1))
+    df = df.rename(columns={"series_id": "unique_id"})
+    models = [SeasonalNaive(season_length=7, alias="seasonal_naive"),
+              WindowAverage(window_size=28, alias="window_average"),
+              AutoETS(season_length=7, alias="auto_ets")]  # fmt: skip
+    cv = StatsForecast(models=models, freq="D", n_jobs=1).cross_validation(
+        df=df, h=14, n_windows=2, step_size=14
+    )
+    got = shared[-1]
+    for method in spec.methods:
+        mae = (cv[method] - cv["y"]).abs().groupby(cv["unique_id"]).mean()
+        ours = got[(got["method"] == method) & (got["step"] == 1)].set_index("series_id")
+        assert ours["validation_mae"].to_dict() == pytest.approx(mae.to_dict(), rel=1e-9)
+
+
+def test_the_global_model_fits_each_cut_off_once_across_rolling_origins() -> None:
+    days = pd.date_range(START, periods=260, freq="D")
+    values = planted_weekly(10, 260)
+    spec = GlobalSpec(horizon=14, rounds=20, min_train_days=56, threads=1)
+    ids = [f"s{i}" for i in range(10)]
+    fitted: dict[int, np.ndarray] = {}
+    shared = [global_candidates(ids, values, days, o, 2, spec, None, fitted) for o in (200, 214)]
+    assert sorted(fitted) == [172, 186, 200, 214]  # not 6 fits
+    alone = global_candidates(ids, values, days, 214, 2, spec)
+    for sid in ids:
+        np.testing.assert_array_equal(shared[1][sid][0], alone[sid][0])
+        np.testing.assert_array_equal(shared[1][sid][1], alone[sid][1])
 
 
 def test_level_choice_takes_the_candidate_with_the_lowest_pooled_validation_error(

@@ -168,13 +168,23 @@ def global_candidates(
     windows: int,
     spec: GlobalSpec,
     exog: np.ndarray | None = None,
+    fitted: dict[int, np.ndarray] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per series: the validation forecasts of the ``windows`` windows of ``horizon`` days
     just before ``origin`` (each fitted on the days before its window; oldest first) and the
     forecast from ``origin``. ``values``: series × days from ``days[0]``, at least up to
-    ``origin`` (later columns are never read); ``exog``: see :func:`features`."""
+    ``origin`` (later columns are never read); ``exog``: see :func:`features`. ``fitted``:
+    forecasts per cut-off shared by calls with the same ``values``/``exog``/``spec`` (rolling
+    origins ``horizon`` days apart validate on the earlier origins' test windows, so each
+    cut-off is fitted once)."""
     h = spec.horizon
-    cutoffs = [origin - h * w for w in range(windows, 0, -1)]
-    val = np.concatenate([fit_predict(values, days, c, spec, exog) for c in cutoffs], axis=1)
-    fc = fit_predict(values, days, origin, spec, exog)
+    memo = {} if fitted is None else fitted
+
+    def at(cutoff: int) -> np.ndarray:
+        if cutoff not in memo:
+            memo[cutoff] = fit_predict(values, days, cutoff, spec, exog)
+        return memo[cutoff]
+
+    val = np.concatenate([at(origin - h * w) for w in range(windows, 0, -1)], axis=1)
+    fc = at(origin)
     return {sid: (val[i], fc[i]) for i, sid in enumerate(ids)}

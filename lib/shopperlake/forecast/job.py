@@ -162,9 +162,12 @@ def global_forecasts(
         "used" if exog is not None else "off" if not spec.promotions else "none found",
     )
     out: dict[tuple[str, dt.date], tuple[np.ndarray, np.ndarray]] = {}
+    fitted: dict[int, np.ndarray] = {}
     for origin in origins:
         at = (origin - start).days
-        found = global_candidates(ids, matrix, days, at, settings.validation_windows, spec, exog)
+        found = global_candidates(
+            ids, matrix, days, at, settings.validation_windows, spec, exog, fitted
+        )
         out.update({(sid, origin): v for sid, v in found.items()})
     return out
 

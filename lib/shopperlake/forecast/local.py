@@ -8,9 +8,12 @@ For one origin (the first day to forecast) and one bucket of series:
 2. series with fewer than ``min_history_days`` days since their first sale before the origin
    get the labelled fallback (``fallback_window_average``: the mean of the last
    ``window_size`` days, intervals from the empirical quantiles of those days);
-3. the others: statsforecast ``cross_validation`` over ``validation_windows`` windows of
-   ``horizon`` days just before the origin (each refitted on the data before its window),
-   then ``forecast`` from all data before the origin;
+3. the others: statsforecast forecasts of ``validation_windows`` windows of ``horizon`` days
+   just before the origin (each fitted on the data before its window, as statsforecast's
+   ``cross_validation`` does), then of the ``horizon`` days from the origin, fitted on all
+   data before it. Every (series, first forecast day) is fitted once per bucket
+   (:class:`Fits`): rolling origins ``horizon`` days apart share their validation windows
+   with the earlier origins' test windows, so a backtest of 3 origins fits 5 cut-offs, not 9;
 4. per series and method, the validation MAE and the 80 % / 95 % quantiles of the absolute
    validation errors (split-conformal intervals: forecast ± quantile, cut at 0); with
    ``ensemble``, the mean of the series' two best methods on validation is one more
@@ -226,14 +229,54 @@ def candidates(
     return val, out
 
 
-def forecast_origin(
-    sparse: pd.DataFrame, origin: dt.date, spec: LocalSpec, actuals: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Every candidate's forecast of every series of ``sparse`` for ``origin`` (one bucket)."""
-    from statsforecast import StatsForecast
+class Fits:
+    """statsforecast forecasts of ``spec.horizon`` days from a first day, each series fitted
+    on the dense days before that day only, memoised per (series, first day): one bucket's
+    rolling origins ask for the same windows again (statsforecast fits every series on its
+    own, so a series' forecast does not depend on which others are fitted with it)."""
 
+    def __init__(self, sparse: pd.DataFrame, spec: LocalSpec) -> None:
+        self.sparse = sparse
+        self.spec = spec
+        self.done: dict[dt.date, pd.DataFrame] = {}
+        self.fitted = 0  # series x first days fitted (tests and logs)
+
+    def from_day(self, first: dt.date, ids: Sequence[str]) -> pd.DataFrame:
+        """``unique_id, ds, <method>...`` for ``ids``, days ``first .. first + horizon - 1``."""
+        from statsforecast import StatsForecast
+
+        have = self.done.get(first)
+        known = set() if have is None else set(have["unique_id"].astype(str))
+        missing = [i for i in ids if i not in known]
+        if missing:
+            end = first - dt.timedelta(days=1)
+            sub = self.sparse[self.sparse["series_id"].astype(str).isin(set(missing))]
+            sub = sub[pd.to_datetime(sub["ds"]) <= pd.Timestamp(end)]
+            train = dense(sub, self.spec.start, end, missing).rename(
+                columns={"series_id": "unique_id"}
+            )
+            sf = StatsForecast(models=models(self.spec), freq="D", n_jobs=1)
+            fc = sf.forecast(df=train, h=self.spec.horizon)
+            fc["unique_id"] = fc["unique_id"].astype(str)
+            self.fitted += len(missing)
+            have = fc if have is None else pd.concat([have, fc], ignore_index=True)
+            self.done[first] = have
+        assert have is not None
+        return have[have["unique_id"].isin(set(ids))].reset_index(drop=True)
+
+
+def forecast_origin(
+    sparse: pd.DataFrame,
+    origin: dt.date,
+    spec: LocalSpec,
+    actuals: pd.DataFrame | None = None,
+    fits: Fits | None = None,
+) -> pd.DataFrame:
+    """Every candidate's forecast of every series of ``sparse`` for ``origin`` (one bucket);
+    ``fits``: the bucket's memo of statsforecast fits (a new one when None)."""
     if sparse.empty:
         return pd.DataFrame(columns=list(OUTPUT_COLUMNS))
+    fits = Fits(sparse, spec) if fits is None else fits
     end = origin - dt.timedelta(days=1)
     ids = sorted(sparse["series_id"].unique())
     train = dense(sparse[pd.to_datetime(sparse["ds"]) <= pd.Timestamp(end)], spec.start, end, ids)
@@ -253,15 +296,16 @@ def forecast_origin(
         else:
             long_ids.append(str(sid))
     if long_ids:
-        df = train[train["series_id"].isin(long_ids)].rename(columns={"series_id": "unique_id"})
-        sf = StatsForecast(models=models(spec), freq="D", n_jobs=1)
-        cv = sf.cross_validation(
-            df=df, h=spec.horizon, n_windows=spec.validation_windows, step_size=spec.horizon
-        )
-        fc = sf.forecast(df=df, h=spec.horizon)
+        first_val = origin - dt.timedelta(days=spec.horizon * spec.validation_windows)
+        observed = train.assign(unique_id=train["series_id"].astype(str))[["unique_id", "ds", "y"]]
+        windows = [
+            fits.from_day(first_val + dt.timedelta(days=spec.horizon * w), long_ids)
+            for w in range(spec.validation_windows)
+        ]
+        cv = pd.concat(windows, ignore_index=True).merge(observed, on=["unique_id", "ds"])
+        fc = fits.from_day(origin, long_ids)
         methods = list(spec.methods)
         if spec.external is not None:
-            first_val = origin - dt.timedelta(days=spec.horizon * spec.validation_windows)
             cv[spec.external_name] = _external(cv, spec.external, origin, first_val, 0)
             fc[spec.external_name] = _external(fc, spec.external, origin, origin, 1)
             methods.append(spec.external_name)
@@ -309,6 +353,7 @@ def forecast_bucket(sparse: pd.DataFrame, spec: LocalSpec) -> pd.DataFrame:
     """The ``applyInPandas`` function: ``sparse`` (``series_id, ds, y``: daily units, days
     without sales absent) → one row per series, origin, candidate method and target day."""
     sparse = sparse[["series_id", "ds", "y"]]
+    fits = Fits(sparse, spec)
     frames = []
     for origin in spec.origins:
         actuals = None
@@ -319,7 +364,7 @@ def forecast_bucket(sparse: pd.DataFrame, spec: LocalSpec) -> pd.DataFrame:
                 & (pd.to_datetime(sparse["ds"]) <= pd.Timestamp(last))
             ]
             actuals = dense(window, origin, last, sparse["series_id"].unique())
-        frames.append(forecast_origin(sparse, origin, spec, actuals))
+        frames.append(forecast_origin(sparse, origin, spec, actuals, fits))
     out = (
         pd.concat(frames, ignore_index=True)
         if frames
