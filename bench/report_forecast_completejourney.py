@@ -5,9 +5,11 @@ where every line went, runs ``backtest`` for both levels (190 categories with >=
 2017, the top 500 products; three 28-day test windows from 2017-10-09, 2017-11-06, 2017-12-04,
 each trained on everything before it), which prints pooled WAPE, mean MASE and interval coverage
 with bootstrap intervals over series and the paired comparison of the per-series choice with
-every method, and times the local-model fit with 1 and with 2 executor cores (``forecast --level
-category`` as of 2017-12-03 in a fresh process each, median of ``--repeats``; the
-``fit_seconds`` the job records in ``meta.runs``: fitting, choosing and writing).
+every method (with the shop's closing calendar, ``--closed-days``: every forecast of a day
+the stores are closed is 0), and times the local-model fit with 1 and with 2 executor cores
+(``forecast --level category`` as of 2017-12-03 in a fresh process each, median of
+``--repeats``; the ``fit_seconds`` the job records in ``meta.runs``: fitting, choosing and
+writing).
 
     .venv/bin/python bench/report_forecast_completejourney.py [--reuse] [--repeats 1]
 """
@@ -50,6 +52,11 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="keep the lake of a previous run")
     parser.add_argument("--repeats", type=int, default=1, help="fits per core count (median)")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument(
+        "--closed-days", default="12-25",
+        help="forecast.closed_days, comma-separated (default 12-25: the stores' one closing "
+        "day of 2017; '' for none)",
+    )  # fmt: skip
     args = parser.parse_args()
     work = REPO / "bench" / "work" / "completejourney_forecast"
     os.environ.setdefault("PYSPARK_PYTHON", str(REPO / ".venv" / "bin" / "python"))
@@ -68,8 +75,9 @@ def main() -> int:
     common = ["--lake", lake_root, "--log-level", "WARNING",
               "--set", "spark.conf.spark.ui.enabled=false"]  # fmt: skip
     seconds: dict[str, float] = {}
+    closed = [d for d in args.closed_days.split(",") if d]
     steps = [("ingest", ["--source", "completejourney", "--as-of", "2017-12-31"]),
-             ("backtest", [])]  # fmt: skip
+             ("backtest", ["--set", f"forecast.closed_days={closed}"])]  # fmt: skip
     for job, extra in steps if not args.reuse else steps[1:]:
         started = time.monotonic()
         assert run(job, [*common, *extra], spark=spark) == 0, job

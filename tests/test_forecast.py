@@ -23,6 +23,7 @@ from shopperlake.forecast.local import (
     OUTPUT_DDL,
     Fits,
     LocalSpec,
+    closed_mask,
     conformal,
     dense,
     forecast_origin,
@@ -240,6 +241,38 @@ def test_a_periodic_series_gets_seasonal_naive_exactly_and_later_data_changes_no
     later = soup_frame(DAYS + 20)
     later.loc[later["ds"] >= origin, "y"] = 1000.0
     pd.testing.assert_frame_equal(forecast_origin(later, origin, spec), out)
+
+
+def test_closed_days_by_hand() -> None:
+    days = [dt.date(2017, 12, 25), dt.date(2018, 12, 25), dt.date(2017, 7, 4), dt.date(2017, 1, 1)]
+    got = closed_mask(days, ("12-25", "2017-07-04"))
+    assert got.tolist() == [True, True, True, False]
+    assert closed_mask(days, ()).tolist() == [False] * 4
+
+
+def test_a_closing_day_gets_zero_and_counts_as_zero_in_validation() -> None:
+    """SOUP (the weekly pattern, exactly) with the shop closed on 2017-04-12 (a Wednesday of
+    the last validation window, SOUP sells 1) and every 04-26 (a Wednesday of the horizon).
+    The seasonal naive's validation forecast is exact except the closed day, where it says
+    0 and SOUP sold 1: validation MAE 1 / 28; the split-conformal half-widths of 27 zeros and
+    one 1 are the 24th (0) and 28th (1) smallest; the closed target day is 0 in [0, 0]."""
+    spec = LocalSpec(
+        start=START, origins=(), horizon=14, methods=("window_average", "seasonal_naive"),
+        ensemble=True, min_history_days=84, closed_days=("2017-04-12", "04-26"),
+    )  # fmt: skip
+    origin = AS_OF + dt.timedelta(days=1)
+    out = forecast_origin(soup_frame(DAYS), origin, spec)
+    chosen = out[out["chosen"]].set_index("target_date")
+    assert set(chosen["method"]) == {"seasonal_naive"}
+    assert chosen["validation_mae"].tolist() == pytest.approx([1 / 28] * 14)
+    closed = dt.date(2017, 4, 26)
+    expected = [0.0 if d == closed else float(soup_units(d)) for d in chosen.index]
+    assert chosen["forecast"].tolist() == expected
+    assert chosen.loc[closed, ["lo_80", "hi_80", "lo_95", "hi_95"]].tolist() == [0.0] * 4
+    assert (chosen["hi_80"] == chosen["forecast"]).all()  # 80 %: half-width 0
+    open_days = chosen.index != closed
+    assert (chosen["hi_95"][open_days] == chosen["forecast"][open_days] + 1).all()
+    assert (out.loc[out["target_date"] == closed, "forecast"] == 0).all()  # every candidate
 
 
 def test_a_short_series_gets_the_labelled_fallback() -> None:
@@ -495,6 +528,10 @@ def test_backtest_with_the_global_model_scores_it_as_one_more_candidate(
     [
         (["--level", "category", "--horizon", "0"], "--horizon 0 is outside 1..91 days"),
         (["--level", "brand"], "unknown --level 'brand': forecast.levels configures"),
+        (
+            ["--level", "category", "--set", "forecast.closed_days=['12-32']"],
+            "forecast.closed_days: '12-32' is not a MM-DD or YYYY-MM-DD day",
+        ),
     ],
 )
 def test_bad_level_or_horizon_stops_with_a_clear_message(

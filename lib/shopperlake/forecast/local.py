@@ -21,6 +21,10 @@ For one origin (the first day to forecast) and one bucket of series:
 
 Nothing after ``origin - 1`` enters a fit, a choice or an interval; ``actual`` (backtests) is
 attached only to the output rows.
+
+Closing days (``closed_days``: ``MM-DD`` every year or one ``YYYY-MM-DD``; the shop knows
+them in advance, like its promotions) get 0 with a [0, 0] interval from every candidate, in
+the validation windows too, so the choice and the intervals see what will be served.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class LocalSpec:
     # first; forecasts from the origin)
     external: Mapping[tuple[str, dt.date], tuple[np.ndarray, np.ndarray]] | None = None
     external_name: str = "global_gbm"
+    closed_days: tuple[str, ...] = ()  # MM-DD (every year) or YYYY-MM-DD: demand is 0
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHOD_NAMES]
@@ -126,6 +131,18 @@ def dense(
         .reindex(index, fill_value=0.0)
     )
     return y.reset_index()
+
+
+def closed_mask(days: Any, closed: Sequence[str]) -> np.ndarray:
+    """True for each of ``days`` on which the shop is closed: ``closed`` holds ``MM-DD``
+    (every year) and ``YYYY-MM-DD`` (that day only) strings."""
+    stamps = pd.DatetimeIndex(pd.to_datetime(pd.Series(days)))
+    if not closed or len(stamps) == 0:
+        return np.zeros(len(stamps), dtype=bool)
+    wanted = set(closed)
+    full = stamps.strftime("%Y-%m-%d")
+    month_day = stamps.strftime("%m-%d")
+    return np.asarray(full.isin(wanted) | month_day.isin(wanted), dtype=bool)
 
 
 def seasonal_naive_scale(y: np.ndarray, season: int) -> float:
@@ -309,6 +326,8 @@ def forecast_origin(
             cv[spec.external_name] = _external(cv, spec.external, origin, first_val, 0)
             fc[spec.external_name] = _external(fc, spec.external, origin, origin, 1)
             methods.append(spec.external_name)
+        for frame in (cv, fc):  # closing days: every candidate says 0
+            frame.loc[closed_mask(frame["ds"], spec.closed_days), methods] = 0.0
         val, out = candidates(cv, fc, methods, spec.ensemble)
         val_by = {m: dict(tuple(v.groupby("unique_id"))) for m, v in val.items()}
         out_by = {m: dict(tuple(v.groupby("unique_id"))) for m, v in out.items()}
@@ -327,7 +346,10 @@ def forecast_origin(
             frame = pd.concat(rows, ignore_index=True)
             frame["chosen"] = frame["method"] == list(val)[int(np.argmin(maes))]
             parts.append(frame)
-    return pd.concat(parts, ignore_index=True)[list(OUTPUT_COLUMNS)]
+    result = pd.concat(parts, ignore_index=True)[list(OUTPUT_COLUMNS)]
+    shut = closed_mask(result["target_date"], spec.closed_days)
+    result.loc[shut, ["forecast", "lo_80", "hi_80", "lo_95", "hi_95"]] = 0.0
+    return result
 
 
 def _external(

@@ -53,6 +53,7 @@ class ForecastSettings:
     backtest_sources: tuple[str, ...] | None
     global_model: GlobalSpec | None  # None: disabled
     choice: str = "level"  # level | series
+    closed_days: tuple[str, ...] = ()  # MM-DD or YYYY-MM-DD: the shop is closed, demand 0
 
     def level(self, name: str) -> LevelRule:
         if name not in self.levels:
@@ -94,6 +95,7 @@ class ForecastSettings:
             ensemble=self.ensemble,
             with_actuals=with_actuals,
             external=external,
+            closed_days=self.closed_days,
         )
 
 
@@ -102,6 +104,30 @@ def _date(value: Any, key: str) -> dt.date:
         return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
     except ValueError:
         raise ConfigError(f"forecast.{key}: '{value}' is not a YYYY-MM-DD date") from None
+
+
+def _closed_days(value: Any) -> tuple[str, ...]:
+    """``forecast.closed_days``: ``MM-DD`` (every year) or ``YYYY-MM-DD`` strings."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError("forecast.closed_days must be a list of MM-DD or YYYY-MM-DD days")
+    out = []
+    for day in value:
+        text = day.isoformat() if isinstance(day, dt.date) else str(day)
+        try:
+            if len(text) == 5:
+                dt.date.fromisoformat(f"2000-{text}")  # a leap year: 02-29 is a day
+            elif len(text) == 10:
+                dt.date.fromisoformat(text)
+            else:
+                raise ValueError(text)
+        except ValueError:
+            raise ConfigError(
+                f"forecast.closed_days: '{day}' is not a MM-DD or YYYY-MM-DD day"
+            ) from None
+        out.append(text)
+    return tuple(sorted(out))
 
 
 def _sources(value: Any) -> tuple[str, ...] | None:
@@ -164,6 +190,7 @@ def forecast_settings(cfg: Config) -> ForecastSettings:
         backtest_sources=_sources(bt.get("sources")),
         global_model=global_model,
         choice=str(block.get("choice", "level")),
+        closed_days=_closed_days(block.get("closed_days")),
     )
     if settings.choice not in CHOICES:
         raise ConfigError(f"forecast.choice must be one of {', '.join(CHOICES)}")
@@ -183,7 +210,7 @@ def model_version(settings: ForecastSettings, horizon: int) -> str:
         {"methods": list(spec.methods), "ensemble": spec.ensemble, "season": spec.season_length,
          "window": spec.window_size, "validation_windows": spec.validation_windows,
          "min_history_days": spec.min_history_days, "horizon": horizon,
-         "choice": settings.choice,
+         "choice": settings.choice, "closed_days": list(settings.closed_days),
          "global": None if settings.global_model is None
          else dataclasses.asdict(dataclasses.replace(settings.global_model, horizon=horizon))},
         sort_keys=True,
