@@ -226,6 +226,53 @@ def add_forecast_args(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def write_forecasts(
+    ctx: JobContext,
+    settings: ForecastSettings,
+    sparse: DataFrame,
+    level: str,
+    start: dt.date,
+    horizon: int,
+    sources: Sequence[str] | None,
+) -> float:
+    """Fit every candidate on ``sparse`` (history up to ``--as-of``), write the chosen
+    forecasts of D+1 .. D+horizon to :data:`FORECASTS`; the seconds it took. The cached fit
+    is released whether or not the write succeeds."""
+    as_of = ctx.as_of
+    assert as_of is not None
+    version = model_version(settings, horizon)
+    began = time.perf_counter()
+    origins = (as_of + dt.timedelta(days=1),)
+    promotions = level_promotions(
+        ctx, settings, level, start, as_of + dt.timedelta(days=horizon), as_of, sources
+    )
+    with ctx.progress.stage("global model"):
+        external = global_forecasts(sparse, settings, start, origins, horizon, promotions)
+    spec = settings.local(start, origins, horizon, with_actuals=False, external=external)
+    with ctx.progress.stage("local models per series (statsforecast)"):
+        fitted, cached = fit(sparse, spec, settings)
+    try:
+        out = fitted.where(F.col("chosen")).select(
+            F.lit(level).alias("level"),
+            "series_id",
+            F.lit(as_of).alias("as_of_date"),
+            "target_date",
+            "step",
+            "forecast",
+            "lo_80",
+            "hi_80",
+            "lo_95",
+            "hi_95",
+            "method",
+            F.nanvl("validation_mae", F.lit(None).cast("double")).alias("validation_mae"),
+            F.lit(version).alias("model_version"),
+        )
+        ctx.lake.overwrite_where(FORECASTS, out, {"as_of_date": as_of, "level": level})
+    finally:
+        cached.unpersist()
+    return time.perf_counter() - began
+
+
 def forecast_body(ctx: JobContext) -> int:
     if ctx.as_of is None:
         raise InputError("forecast needs --as-of YYYY-MM-DD (the last day of history)")
@@ -248,36 +295,10 @@ def forecast_body(ctx: JobContext) -> int:
         sparse, n = level_series(ctx, settings, level, start, as_of, as_of, selection, sources)
         stage.rows = n
     version = model_version(settings, horizon)
-    began = time.perf_counter()
-    origins = (as_of + dt.timedelta(days=1),)
-    promotions = level_promotions(
-        ctx, settings, level, start, as_of + dt.timedelta(days=horizon), as_of, sources
-    )
-    with ctx.progress.stage("global model"):
-        external = global_forecasts(sparse, settings, start, origins, horizon, promotions)
-    spec = settings.local(start, origins, horizon, with_actuals=False, external=external)
-    with ctx.progress.stage("local models per series (statsforecast)"):
-        fitted, cached = fit(sparse, spec, settings)
-    rows = fitted.where(F.col("chosen"))
-    out = rows.select(
-        F.lit(level).alias("level"),
-        "series_id",
-        F.lit(as_of).alias("as_of_date"),
-        "target_date",
-        "step",
-        "forecast",
-        "lo_80",
-        "hi_80",
-        "lo_95",
-        "hi_95",
-        "method",
-        F.nanvl("validation_mae", F.lit(None).cast("double")).alias("validation_mae"),
-        F.lit(version).alias("model_version"),
-    )
-    ctx.lake.overwrite_where(FORECASTS, out, {"as_of_date": as_of, "level": level})
-    seconds = time.perf_counter() - began
-    cached.unpersist()
-    sparse.unpersist()
+    try:
+        seconds = write_forecasts(ctx, settings, sparse, level, start, horizon, sources)
+    finally:
+        sparse.unpersist()
     written_rows = ctx.lake.read(FORECASTS).where(
         (F.col("as_of_date") == F.lit(as_of)) & (F.col("level") == F.lit(level))
     )
@@ -323,30 +344,33 @@ def backtest_level(
         settings.backtest_selection, settings.backtest_sources,
     )  # fmt: skip
     began = time.perf_counter()
-    promotions = level_promotions(
-        ctx, settings, level, settings.backtest_start, last + dt.timedelta(days=1), items_as_of,
-        settings.backtest_sources,
-    )  # fmt: skip
-    with ctx.progress.stage(f"{level} global model, {len(origins)} origins"):
-        external = global_forecasts(
-            sparse, settings, settings.backtest_start, origins, horizon, promotions
+    try:
+        promotions = level_promotions(
+            ctx, settings, level, settings.backtest_start, last + dt.timedelta(days=1),
+            items_as_of, settings.backtest_sources,
+        )  # fmt: skip
+        with ctx.progress.stage(f"{level} global model, {len(origins)} origins"):
+            external = global_forecasts(
+                sparse, settings, settings.backtest_start, origins, horizon, promotions
+            )
+        spec = settings.local(
+            settings.backtest_start, origins, horizon, with_actuals=True, external=external
         )
-    spec = settings.local(
-        settings.backtest_start, origins, horizon, with_actuals=True, external=external
-    )
-    with ctx.progress.stage(f"{level} local models per series and origin") as stage:
-        fitted, cached = fit(sparse, spec, settings)
-        stage.rows = n
-    scores = series_scores(fitted)
-    table = scores.select(
-        F.lit(level).alias("level"), "series_id", "origin", "method", "chosen_method", "horizon",
-        "demand", "abs_error", "wape", "scale", "mase", "coverage_80", "coverage_95",
-        F.lit(ctx.run.run_id).alias("run_id"),
-    )  # fmt: skip
-    ctx.lake.overwrite_where(BACKTESTS, table, {"level": level})
+        with ctx.progress.stage(f"{level} local models per series and origin") as stage:
+            fitted, cached = fit(sparse, spec, settings)
+            stage.rows = n
+        try:
+            table = series_scores(fitted).select(
+                F.lit(level).alias("level"), "series_id", "origin", "method", "chosen_method",
+                "horizon", "demand", "abs_error", "wape", "scale", "mase", "coverage_80",
+                "coverage_95", F.lit(ctx.run.run_id).alias("run_id"),
+            )  # fmt: skip
+            ctx.lake.overwrite_where(BACKTESTS, table, {"level": level})
+        finally:
+            cached.unpersist()
+    finally:
+        sparse.unpersist()
     seconds = time.perf_counter() - began
-    cached.unpersist()
-    sparse.unpersist()
     local: pd.DataFrame = ctx.lake.read(BACKTESTS).where(F.col("level") == F.lit(level)).toPandas()
     pooled, series, left_out = aligned(local)
     split = f"backtest_{level}"
