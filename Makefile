@@ -169,6 +169,7 @@ bench: setup reference
 	$(PY) bench/report_rec_instacart.py --data online_retail
 	$(PY) bench/report_returns_online_retail.py
 	$(PY) bench/report_forecast_completejourney.py
+	$(PY) bench/bench_forecast.py
 	$(PY) bench/bench_anomalies.py
 	$(PY) bench/report_bot_exclusion.py --users 10000 --bot-share 0.05 --abuse-share 0.05 \
 	  --alert-budget 0.1
