@@ -8,9 +8,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from shopperlake.anomalies.feed import FeedSettings, judge
+from shopperlake.anomalies.feed import FeedSettings, judge, judge_days, relative_noise
+from shopperlake.core.config import load_config
+from shopperlake.core.errors import ConfigError
 from shopperlake.core.lake import Lake
 from shopperlake.jobs import run
 from tests.conftest import job_args
@@ -46,6 +49,73 @@ def test_missing_new_and_no_baseline() -> None:
     assert judge(np.array([]), 5.0, False, S).status == "new"
     short = judge(np.array([20.0, 20.0]), 0.0, True, S)
     assert (short.status, short.expected, short.baseline_days) == ("no_baseline", None, 2)
+
+
+def test_the_noise_model_widens_the_interval_by_hand() -> None:
+    # relative errors -0.2 x 3, 0 x 2, +0.2 x 2: median 0, |e| median 0.2 -> 1.4826 x 0.2
+    errors = np.array([-0.2, -0.2, -0.2, 0.0, 0.0, 0.2, 0.2, np.nan])
+    assert relative_noise(errors, 7) == pytest.approx(0.29652)
+    assert relative_noise(errors, 8) is None  # 7 known errors: too few
+    # a flat history (no spread), 100 expected: sigma = max(0, sqrt 100, 0.3 x 100) = 30
+    got = judge(np.full(8, 100.0), 150.0, True, S, noise=0.3)
+    assert (got.expected, got.lo, got.hi, got.status) == (100.0, 10.0, 190.0, "ok")
+    assert judge(np.full(8, 100.0), 150.0, True, S).status == "high"  # sigma 10: hi 130
+
+
+def series_frame(counts: dict[dt.date, int], source: str = "s") -> pd.DataFrame:
+    return pd.DataFrame(
+        {"source": source, "event_type": "purchase", "event_date": list(counts),
+         "n": list(counts.values())}
+    )  # fmt: skip
+
+
+def test_judge_days_fits_the_noise_on_the_series_own_errors() -> None:
+    """Mondays sell 100 every week; the other weekdays alternate 80 / 120 from week to week.
+    Eight same weekdays hold four of each, so every baseline says 100 (the Theil-Sen slope
+    is 0, the intercept the median): Mondays' errors are 0, the others' -0.2 or +0.2. Over
+    the 91 days before Monday 2024-05-27: 13 zeros, 36 x -0.2, 42 x +0.2 -> median 0, MAD
+    0.2, noise 0.29652; the Mondays' own spread is 0, so without the noise model sigma is
+    sqrt(100) = 10 and 150 is high; with it sigma is 29.652 and 150 is ok."""
+    start, judged = dt.date(2024, 1, 1), dt.date(2024, 5, 27)
+    counts = {}
+    for k in range((judged - start).days + 1):
+        day = start + dt.timedelta(days=k)
+        counts[day] = 100 if day.weekday() == 0 else (80 if (k // 7) % 2 else 120)
+    counts[judged] = 150
+    frame = series_frame(counts)
+    with_noise = judge_days(frame, judged, judged, S).iloc[0]
+    sigma = 1.4826 * 0.2 * 100
+    assert with_noise["expected"] == pytest.approx(100.0) and with_noise["status"] == "ok"
+    assert with_noise["hi"] == pytest.approx(100 + 3 * sigma)
+    assert with_noise["lo"] == pytest.approx(100 - 3 * sigma)
+    without = judge_days(frame, judged, judged, FeedSettings(noise_days=0)).iloc[0]
+    assert (without["hi"], without["status"]) == (pytest.approx(130.0), "high")
+
+
+def test_closed_days_are_closed_and_left_out_of_the_baseline() -> None:
+    """100 a day from Monday 2024-01-01; the shop closed on three Wednesdays (0 sold). With
+    its calendar those days are ``closed`` and Wednesday 2024-03-06 is judged on the six
+    open Wednesdays before it (01-03 .. 02-07, all 100): expected 100, ok. Without the
+    calendar the three zeros are among its eight same weekdays and drag the line down."""
+    start, judged = dt.date(2024, 1, 1), dt.date(2024, 3, 6)
+    shut = [dt.date(2024, 2, 14), dt.date(2024, 2, 21), dt.date(2024, 2, 28)]
+    counts = {start + dt.timedelta(days=k): 100 for k in range((judged - start).days + 1)}
+    counts.update({day: 0 for day in shut})
+    frame = series_frame(counts)
+    calendar = FeedSettings(closed_days={"s": ("2024-02-14", "2024-02-21", "02-28")})
+    got = judge_days(frame, shut[0], judged, calendar).set_index("event_date")
+    assert [got.loc[d, "status"] for d in shut] == ["closed"] * 3
+    assert got.loc[shut[0], ["expected", "lo", "hi"]].tolist() == [0.0, 0.0, 0.0]
+    assert got.loc[judged, ["expected", "status", "baseline_days"]].tolist() == [
+        pytest.approx(100.0), "ok", 6,
+    ]  # fmt: skip
+    # the calendar of another source, or of every source ("*"), as configured
+    other = FeedSettings(closed_days={"t": ("02-28",)})
+    assert judge_days(frame, shut[2], shut[2], other).iloc[0]["status"] == "missing"
+    everyone = FeedSettings(closed_days={"*": ("02-28",)})
+    assert judge_days(frame, shut[2], shut[2], everyone).iloc[0]["status"] == "closed"
+    blind = judge_days(frame, judged, judged, FeedSettings()).iloc[0]
+    assert blind["expected"] < 100.0 and blind["baseline_days"] == 8
 
 
 START = dt.date(2024, 1, 1)  # a Monday
@@ -144,3 +214,7 @@ def test_bad_feed_settings_stop_with_a_message(feed_lake: str) -> None:
     assert run("detect_anomalies", args) != 0
     args = job_args(feed_lake, "--as-of", str(LAST), "--set=anomalies.feed.zz=1")
     assert run("detect_anomalies", args) != 0
+    with pytest.raises(ConfigError, match=r"anomalies.feed.closed_days.feed: '13-01' is not"):
+        FeedSettings.from_config(
+            load_config("local", ["anomalies.feed.closed_days={feed: [13-01]}"])
+        )

@@ -15,6 +15,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from shopperlake.core.calendar import closed_mask
 from shopperlake.core.lake import Lake
 from shopperlake.forecast.global_model import GlobalSpec, fit_predict, global_candidates, guard
 from shopperlake.forecast.job import choose_per_level
@@ -23,7 +24,6 @@ from shopperlake.forecast.local import (
     OUTPUT_DDL,
     Fits,
     LocalSpec,
-    closed_mask,
     conformal,
     dense,
     forecast_origin,

@@ -87,7 +87,7 @@ def body(ctx: JobContext) -> int:
     ctx.run.rows_read = int(volumes["n"].sum())
     ctx.run.rows_written = len(judged)
     ctx.run.metrics.update({f"feed.{s}": float(counts.get(s, 0)) for s in STATUSES})
-    alerts = judged[~judged["status"].isin(["ok", "no_baseline"])].sort_values(
+    alerts = judged[~judged["status"].isin(["ok", "no_baseline", "closed"])].sort_values(
         ["event_date", "source", "event_type"]
     )
     print(

@@ -34,6 +34,7 @@ OPEN_MAPS = frozenset(
         "recommender.event_weights",
         "maintenance.expire_after_days",
         "quality.tables",
+        "anomalies.feed.closed_days",
     }
 )
 

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shopperlake.core.calendar import closed_mask
+
 FALLBACK = "fallback_window_average"
 ENSEMBLE = "ensemble_top2"
 METHOD_NAMES = ("seasonal_naive", "window_average", "auto_ets", "croston_sba", "tsb", "auto_arima")
@@ -131,18 +133,6 @@ def dense(
         .reindex(index, fill_value=0.0)
     )
     return y.reset_index()
-
-
-def closed_mask(days: Any, closed: Sequence[str]) -> np.ndarray:
-    """True for each of ``days`` on which the shop is closed: ``closed`` holds ``MM-DD``
-    (every year) and ``YYYY-MM-DD`` (that day only) strings."""
-    stamps = pd.DatetimeIndex(pd.to_datetime(pd.Series(days)))
-    if not closed or len(stamps) == 0:
-        return np.zeros(len(stamps), dtype=bool)
-    wanted = set(closed)
-    full = stamps.strftime("%Y-%m-%d")
-    month_day = stamps.strftime("%m-%d")
-    return np.asarray(full.isin(wanted) | month_day.isin(wanted), dtype=bool)
 
 
 def seasonal_naive_scale(y: np.ndarray, season: int) -> float:

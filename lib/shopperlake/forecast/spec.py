@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from shopperlake.core.calendar import parse_closed_days
 from shopperlake.core.config import Config
 from shopperlake.core.errors import ConfigError, InputError
 from shopperlake.forecast.global_model import GlobalSpec
@@ -106,30 +107,6 @@ def _date(value: Any, key: str) -> dt.date:
         raise ConfigError(f"forecast.{key}: '{value}' is not a YYYY-MM-DD date") from None
 
 
-def _closed_days(value: Any) -> tuple[str, ...]:
-    """``forecast.closed_days``: ``MM-DD`` (every year) or ``YYYY-MM-DD`` strings."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ConfigError("forecast.closed_days must be a list of MM-DD or YYYY-MM-DD days")
-    out = []
-    for day in value:
-        text = day.isoformat() if isinstance(day, dt.date) else str(day)
-        try:
-            if len(text) == 5:
-                dt.date.fromisoformat(f"2000-{text}")  # a leap year: 02-29 is a day
-            elif len(text) == 10:
-                dt.date.fromisoformat(text)
-            else:
-                raise ValueError(text)
-        except ValueError:
-            raise ConfigError(
-                f"forecast.closed_days: '{day}' is not a MM-DD or YYYY-MM-DD day"
-            ) from None
-        out.append(text)
-    return tuple(sorted(out))
-
-
 def _sources(value: Any) -> tuple[str, ...] | None:
     return None if value is None else tuple(str(v) for v in value)
 
@@ -190,7 +167,7 @@ def forecast_settings(cfg: Config) -> ForecastSettings:
         backtest_sources=_sources(bt.get("sources")),
         global_model=global_model,
         choice=str(block.get("choice", "level")),
-        closed_days=_closed_days(block.get("closed_days")),
+        closed_days=parse_closed_days(block.get("closed_days"), "forecast.closed_days"),
     )
     if settings.choice not in CHOICES:
         raise ConfigError(f"forecast.choice must be one of {', '.join(CHOICES)}")
