@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from shopperlake.seqmodel.sasrec import SasRecParams, Vocab, fit_local, scores
 
@@ -37,9 +38,14 @@ def planted(rng: np.random.Generator, succ: np.ndarray, rows: int) -> tuple[np.n
 
 
 # negatives 8: the sampled softmax with logQ correction (8 of the 30 items per batch) learns the
-# same pattern as the full one
-@pytest.mark.parametrize("negatives", [0, 8])
-def test_attention_finds_the_item_two_steps_back(negatives: int) -> None:
+# same pattern as the full one; mixed_float16 (the GPU path, here on the CPU: 16-bit blocks,
+# float32 logits, Keras' loss scaling, the sampled softmax's own train step) learns it too
+# (slow: float16 is emulated on a CPU, 9x the time; test_runner_precision runs it by default)
+@pytest.mark.parametrize(
+    ("negatives", "precision"),
+    [(0, "float32"), (8, "float32"), pytest.param(8, "mixed_float16", marks=pytest.mark.slow)],
+)
+def test_attention_finds_the_item_two_steps_back(negatives: int, precision: str) -> None:
     rng = np.random.default_rng(3)
     succ = np.zeros(N_ITEMS + 1, np.int32)
     succ[1:] = rng.permutation(np.arange(1, N_ITEMS + 1))
@@ -48,8 +54,14 @@ def test_attention_finds_the_item_two_steps_back(negatives: int) -> None:
 
     vocab = Vocab(N_ITEMS, 1, np.zeros(N_ITEMS + 1, np.int32))
     params = SasRecParams(max_len=LENGTH, dim=32, blocks=1, heads=1, dropout=0.0, epochs=40,
-                          batch_size=128, learning_rate=0.005, negatives=negatives)  # fmt: skip
+                          batch_size=128, learning_rate=0.005, negatives=negatives,
+                          precision=precision)  # fmt: skip
     model = fit_local(vocab, params, train_items, train_types, train_targets)
+    assert model.item_emb.compute_dtype == (
+        "float16" if precision == "mixed_float16" else "float32"
+    )
+    assert model.item_emb.embeddings.dtype == "float32"  # variables stay float32
+    assert tf.keras.mixed_precision.global_policy().name == "float32"  # restored after the fit
     s = scores(model, test_items, test_types)
     s[:, 0] = -np.inf
     sasrec_hit1 = float(np.mean(np.argmax(s, axis=1) == test_target))

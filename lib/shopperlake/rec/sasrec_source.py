@@ -96,7 +96,8 @@ def recommend_sasrec(
         counts = loo.target_counts(train, vocab.items) if m.negatives else None
         fitted = runner.fit(
             spark, train, widths, sasrec.task(vocab, m, counts),
-            runner.Distributed(m.num_proc, m.batch_size, m.epochs, m.learning_rate, m.seed),
+            runner.Distributed(m.num_proc, m.batch_size, m.epochs, m.learning_rate, m.seed,
+                               m.precision),
             cache_dir, what="sasrec source",
         )  # fmt: skip
         log.info("sasrec source: %d items, %d training rows, %.0f s of Horovod",

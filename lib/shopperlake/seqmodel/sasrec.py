@@ -51,6 +51,7 @@ class SasRecParams:
     top_n: int = 20  # next items per user written by score --model sasrec
     max_items: int = 50_000  # catalogue limit of the full softmax (batch x max_len x items)
     negatives: int = 0  # 0: full softmax; > 0: sampled softmax, that many shared negatives
+    precision: str = "float32"  # float32, mixed_float16 (GPU), mixed_bfloat16, auto
 
     @classmethod
     def from_dict(cls, section: dict[str, Any], where: str = "sequences.sasrec") -> SasRecParams:
@@ -72,6 +73,11 @@ class SasRecParams:
             (self.k >= 1 and self.top_n >= 1, "k and top_n must be >= 1"),
             (self.max_items >= 1, "max_items must be >= 1"),
             (self.negatives >= 0, "negatives must be >= 0 (0: full softmax)"),
+            (
+                self.precision in runner.PRECISIONS,
+                f"precision must be one of {', '.join(runner.PRECISIONS)}, got "
+                f"'{self.precision}'",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -116,7 +122,11 @@ def build_model(
     item-index space) shared by every position; the target's and the negatives' logits are
     corrected by ``- log Q(item)`` (logQ correction: the softmax over the sample then
     estimates the full one without favouring frequent items) and a negative equal to the
-    position's target is masked. Scoring is the same either way (every item)."""
+    position's target is masked. Scoring is the same either way (every item).
+
+    Under a mixed-precision policy (``p.precision``, set by the caller) the blocks compute in
+    16 bits; the logits, the -1e9 of padding and masked negatives, and the losses stay in
+    float32 (-1e9 is -inf in float16)."""
     import tensorflow as tf
 
     layers = tf.keras.layers
@@ -161,17 +171,22 @@ def build_model(
             w = tf.cast(y > 0, tf.float32) if sw is None else tf.cast(sw, tf.float32)
             neg = tf.cast(tf.random.categorical(self.log_q[None, :], p.negatives)[0], tf.int32)
             with tf.GradientTape() as tape:
-                h = self.encode(x, training=True)  # (B, L, d)
-                pos = tf.reduce_sum(h * self.item_emb(y), axis=-1) - tf.gather(self.log_q, y)
-                other = tf.einsum("bld,kd->blk", h, self.item_emb(neg))
+                h = tf.cast(self.encode(x, training=True), tf.float32)  # (B, L, d)
+                pos = tf.reduce_sum(h * self.embed32(y), axis=-1) - tf.gather(self.log_q, y)
+                other = tf.einsum("bld,kd->blk", h, self.embed32(neg))
                 other = other - tf.gather(self.log_q, neg)[None, None, :]
                 hit = tf.equal(y[:, :, None], neg[None, None, :])
                 other = tf.where(hit, tf.constant(-1e9, other.dtype), other)
                 logits = tf.concat([pos[:, :, None], other], axis=-1)
                 per = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.zeros_like(y), logits)
                 loss = tf.reduce_sum(per * w) / tf.maximum(tf.reduce_sum(w), 1.0)
+            # a LossScaleOptimizer (mixed_float16) scales the loss inside minimize
             self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
             return {"loss": loss}
+
+        def embed32(self, ids: Any) -> Any:
+            """Item embeddings in float32 whatever the policy computes in."""
+            return tf.cast(self.item_emb(ids), tf.float32)
 
         def encode(self, inputs: Any, training: bool | None = None) -> Any:
             """(B, T, dim) for left-padded (B, T) inputs, T <= max_len: the last T of the
@@ -184,7 +199,7 @@ def build_model(
             if self.age_emb is not None:
                 x = x + self.age_emb(inputs["ages"])
             x = x + self.pos_emb(tf.range(first, length))[None, :, :]
-            keep = tf.cast(valid, tf.float32)[:, :, None]
+            keep = tf.cast(valid, x.dtype)[:, :, None]
             x = self.drop(x, training=training) * keep
             mask = tf.logical_and(self.causal[None, first:, first:], valid[:, None, :])
             for b in range(p.blocks):
@@ -197,8 +212,9 @@ def build_model(
             return self.final(x)
 
         def call(self, inputs: Any, training: bool | None = None) -> Any:
-            h = self.encode(inputs, training=training)
-            logits = tf.einsum("bld,nd->bln", h, self.item_emb.embeddings)
+            h = tf.cast(self.encode(inputs, training=training), tf.float32)
+            table = tf.cast(self.item_emb.embeddings, tf.float32)  # autocast: float16 here
+            logits = tf.einsum("bld,nd->bln", h, table)
             pad = tf.one_hot(0, vocab.items + 1, on_value=-1e9, off_value=0.0)
             return logits + pad[None, None, :]
 
@@ -267,17 +283,18 @@ def fit_local(
 
     tf.keras.utils.set_random_seed(p.seed)
     counts = np.bincount(targets.ravel(), minlength=vocab.items + 1)
-    model = build_model(vocab, p, counts)
-    model.compile(optimizer=tf.keras.optimizers.Adam(p.learning_rate), **compile_args())
-    model.fit(
-        {"items": items, "types": types},
-        targets,
-        sample_weight=(targets > 0).astype(np.float32),
-        batch_size=p.batch_size,
-        epochs=p.epochs,
-        shuffle=True,
-        verbose=0,
-    )
+    with runner.precision_policy(p.precision):
+        model = build_model(vocab, p, counts)
+        model.compile(optimizer=tf.keras.optimizers.Adam(p.learning_rate), **compile_args())
+        model.fit(
+            {"items": items, "types": types},
+            targets,
+            sample_weight=(targets > 0).astype(np.float32),
+            batch_size=p.batch_size,
+            epochs=p.epochs,
+            shuffle=True,
+            verbose=0,
+        )
     return model
 
 

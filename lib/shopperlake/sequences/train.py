@@ -217,7 +217,7 @@ def body(ctx: JobContext) -> int:
             fitted = runner.fit(
                 spark, train, widths, sasrec.task(vocab, params, counts),
                 runner.Distributed(params.num_proc, params.batch_size, params.epochs,
-                                   params.learning_rate, params.seed),
+                                   params.learning_rate, params.seed, params.precision),
                 str(Storage.from_config(ctx.cfg, lake.root).cache), what=MODEL,
             )  # fmt: skip
         with ctx.progress.stage("leave-one-out evaluation"):

@@ -6,8 +6,17 @@ the frames are materialised by Petastorm (:mod:`shopperlake.training.petastorm_i
 two row groups per process so no rank is left without data), ``horovod.spark.run`` starts
 ``num_proc`` processes on the executors, and each one initialises Horovod, limits its threads
 to its share of the executor's cores, pins one GPU by local rank when there are GPUs, seeds
-itself, scales the learning rate by ``hvd.size()``, broadcasts rank 0's initial state, averages
+itself, sets the Keras precision policy (``Distributed.precision``; :func:`precision_policy`),
+scales the learning rate by ``hvd.size()``, broadcasts rank 0's initial state, averages
 metrics across ranks, reads its own shard and fits. Only rank 0's result comes back.
+
+Mixed precision (``mixed_float16`` on GPUs, ``mixed_bfloat16`` on CPUs and TPUs that have it,
+``auto``: ``mixed_float16`` where the process sees a GPU, else ``float32``): the layers compute
+in 16 bits and keep float32 variables; under ``mixed_float16`` Keras' ``compile`` wraps the
+Horovod optimizer in a ``LossScaleOptimizer``, whose ``compute_gradients`` scales the loss,
+lets Horovod all-reduce the scaled gradients and unscales them (so a gradient that underflows
+in float16 is not lost, and every rank skips the same overflowing steps). A model opts in by
+keeping its logits and losses in float32 (see :mod:`shopperlake.seqmodel.sasrec`).
 
 Every task hook runs inside the Horovod processes, after TensorFlow is imported there: hooks
 import what they need themselves and capture only picklable values.
@@ -15,10 +24,11 @@ import what they need themselves and capture only picklable values.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +53,35 @@ class Distributed:
     epochs: int
     learning_rate: float  # per process: Adam runs at learning_rate × hvd.size()
     seed: int
+    precision: str = "float32"  # Keras policy, or auto (see the module's docstring)
+
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
+
+
+def resolve_precision(precision: str, has_gpu: bool) -> str:
+    """The Keras policy name for ``precision``: ``auto`` is ``mixed_float16`` with a GPU,
+    else ``float32``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "mixed_float16" if has_gpu else "float32"
+    return precision
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str) -> Iterator[str]:
+    """Set the global Keras policy for ``precision`` (resolved against the visible GPUs) and
+    restore the previous one on leaving; yields the policy's name."""
+    import tensorflow as tf
+
+    name = resolve_precision(precision, bool(tf.config.list_physical_devices("GPU")))
+    before = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(name)
+    try:
+        yield name
+    finally:
+        tf.keras.mixed_precision.set_global_policy(before)
 
 
 def _no_callbacks(rank: int) -> list[Any]:
@@ -70,13 +109,19 @@ class KerasTask:
 
 @dataclass
 class Fitted:
-    """Rank 0's result, its Keras history, wall seconds and the number of training rows."""
+    """Rank 0's result, its Keras history, wall seconds, the number of training rows, the
+    processes and the precision policy they trained under."""
 
     value: Any
     history: dict[str, list[float]]
     seconds: float
     train_rows: int
     num_proc: int
+    precision: str = "float32"  # the Keras policy the processes trained under
+
+
+# what each Horovod process returns: rank, rank 0's result (else None), history, policy
+RankResult = tuple[int, Any, dict[str, list[float]], str]
 
 
 def horovod_run(fn: Any, num_proc: int) -> list[Any]:
@@ -137,23 +182,20 @@ def fit(
     rank0 = [r for r in results if r[0] == 0 and r[1] is not None]
     if not rank0:
         raise TrainingError(f"{what}: Horovod rank 0 returned no model")
-    _, value, history = rank0[0]
-    return Fitted(value, history, seconds, n_train, num_proc)
+    _, value, history, policy = rank0[0]
+    return Fitted(value, history, seconds, n_train, num_proc, policy)
 
 
 def _worker(
     train_conv: Any, val_conv: Any, task: KerasTask, run: Distributed, steps: int, val_steps: int
-) -> Callable[[], tuple[int, Any, dict[str, list[float]]]]:
+) -> Callable[[], RankResult]:
     """The function ``horovod.spark.run`` ships to each process (imports inside)."""
 
-    def worker() -> tuple[int, Any, dict[str, list[float]]]:
-        import contextlib
+    def worker() -> RankResult:
         import os
 
         import horovod.tensorflow.keras as hvd
         import tensorflow as tf
-
-        from shopperlake.training import petastorm_io as io
 
         hvd.init()
         # The processes share the executor's cores: no more threads each than its share.
@@ -165,7 +207,17 @@ def _worker(
         if gpus:
             tf.config.experimental.set_visible_devices(gpus[hvd.local_rank()], "GPU")
         tf.keras.utils.set_random_seed(run.seed + hvd.rank())
+        with precision_policy(run.precision) as policy:
+            return fit_model(policy)
+
+    def fit_model(policy: str) -> RankResult:
+        import horovod.tensorflow.keras as hvd
+        import tensorflow as tf
+
+        from shopperlake.training import petastorm_io as io
+
         model, parts = task.build()
+        # under mixed_float16 compile wraps this optimizer in a LossScaleOptimizer
         model.compile(
             optimizer=hvd.DistributedOptimizer(
                 tf.keras.optimizers.Adam(learning_rate=run.learning_rate * hvd.size())
@@ -201,7 +253,7 @@ def _worker(
             )
         hist = {k: [float(x) for x in v] for k, v in history.history.items()}
         if hvd.rank() == 0:
-            return 0, task.result(model, parts), hist
-        return hvd.rank(), None, hist
+            return 0, task.result(model, parts), hist, policy
+        return hvd.rank(), None, hist, policy
 
     return worker
