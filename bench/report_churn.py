@@ -33,8 +33,12 @@ With ``--sequence`` the training job also fits the sequence head (the SASRec enc
 row's latest events, ``models.churn.sequence``) and its blend with the DNN; the report then
 pairs the blend with the head and with the DNN too.
 
+``--model propensity`` (CDNOW): the same comparison for purchase propensity (``PROPENSITY``
+below), BG/NBD's probability of at least one purchase in the horizon in place of none.
+
     .venv/bin/python bench/report_churn.py [--data cdnow|online_retail]
-        [--design rolling|holdout] [--sequence] [--set KEY=VALUE] [--reuse]
+        [--design rolling|holdout] [--model churn|propensity] [--sequence] [--set KEY=VALUE]
+        [--reuse]
 """
 
 from __future__ import annotations
@@ -63,11 +67,11 @@ class Design:
     lookback: int
     cutoffs: str
 
-    def model_args(self) -> list[str]:
+    def model_args(self, model: str = "churn") -> list[str]:
         return [
-            "--set", f"models.churn.horizon_days={self.horizon}",
-            "--set", f"models.churn.lookback_days={self.lookback}",
-            "--set", f"models.churn.design={self.name}",
+            "--set", f"models.{model}.horizon_days={self.horizon}",
+            "--set", f"models.{model}.lookback_days={self.lookback}",
+            "--set", f"models.{model}.design={self.name}",
         ]  # fmt: skip
 
 
@@ -108,6 +112,18 @@ DATA = {
 }
 
 
+# Purchase propensity on CDNOW (--model propensity): the model's own horizon and lookback
+# (models.propensity: a purchase in the next 14 days among the users who bought in the last
+# 30), cutoffs 14 days apart through the first half of 1998, the last one the out-of-time test
+# (1998-06-16 + 14 days = 1998-06-30, the data's end).
+PROPENSITY = {
+    "cdnow": Design(
+        "rolling", dt.date(1998, 6, 16), 14, 30,
+        ",".join(str(dt.date(1998, 6, 16) - dt.timedelta(days=14 * k)) for k in range(11, -1, -1)),
+    )
+}  # fmt: skip
+
+
 def bgnbd_p_no_purchase(bgf: Any, t: float, x: Any, recency: Any, age: Any) -> np.ndarray:
     """BG/NBD probability of no purchase in the next ``t`` days given (x, recency, T)."""
     r, alpha = bgf.params_["r"], bgf.params_["alpha"]
@@ -121,6 +137,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=sorted(DATA), default="cdnow")
     parser.add_argument("--design", choices=sorted(DESIGNS), default="rolling")
+    parser.add_argument("--model", choices=("churn", "propensity"), default="churn")
     parser.add_argument(
         "--reuse", action="store_true", help="keep the trained lake of a previous run"
     )
@@ -136,7 +153,12 @@ def main() -> int:
     if args.design not in data.designs:
         parser.error(f"--data {args.data} has only the designs {sorted(data.designs)}")
     design = data.designs[args.design]
-    work = REPO / "bench" / "work" / f"{data.source}_churn_{design.name}"
+    model = args.model
+    if model == "propensity":
+        if args.data not in PROPENSITY or args.design != "rolling":
+            parser.error(f"--model propensity is measured on {sorted(PROPENSITY)}, rolling only")
+        design = PROPENSITY[args.data]
+    work = REPO / "bench" / "work" / f"{data.source}_{model}_{design.name}"
     os.environ.setdefault("PYSPARK_PYTHON", str(REPO / ".venv" / "bin" / "python"))
     from lifetimes import BetaGeoFitter
     from lifetimes.utils import summary_data_from_transaction_data
@@ -158,22 +180,22 @@ def main() -> int:
     cfg = load_config("local", ["spark.conf.spark.ui.enabled=false"])
     spark = build_session(cfg, f"report-churn-{data.source}")
     common = [
-        "--lake", lake_root, "--log-level", "WARNING", *design.model_args(),
+        "--lake", lake_root, "--log-level", "WARNING", *design.model_args(model),
         "--set", "spark.conf.spark.ui.enabled=false",
-        *(["--set", "models.churn.sequence.enabled=true"] if args.sequence else []),
+        *(["--set", f"models.{model}.sequence.enabled=true"] if args.sequence else []),
         *(a for kv in args.set for a in ("--set", kv)),
     ]  # fmt: skip
     started = time.monotonic()
     if not args.reuse:
         assert ingest([*common, "--source", data.source, *data.ingest_args], spark=spark) == 0
         day = ["--as-of", data.as_of]
-        build = [*common, "--model", "churn", *day, "--cutoffs", design.cutoffs]
+        build = [*common, "--model", model, *day, "--cutoffs", design.cutoffs]
         assert build_training_set(build, spark=spark) == 0
-        assert train([*common, "--model", "churn", *day], spark=spark) == 0
+        assert train([*common, "--model", model, *day], spark=spark) == 0
     lake = Lake.from_config(spark, cfg, lake_root)
-    latest = lake.read("gold.model_metrics").where("model = 'churn'").agg({"version": "max"})
+    latest = lake.read("gold.model_metrics").where(f"model = '{model}'").agg({"version": "max"})
     version = latest.first()[0]  # type: ignore[index]
-    mv = Registry.from_config(cfg, lake.root).get("churn", version)
+    mv = Registry.from_config(cfg, lake.root).get(model, version)
     predictions = pd.read_csv(mv.path / "predictions_test.csv", dtype={"user_id": str})
 
     # BG/NBD on the calibration period: every transaction on or before the test cutoff.
@@ -195,7 +217,7 @@ def main() -> int:
     )
     bgf = BetaGeoFitter(penalizer_coef=0.0)
     bgf.fit(summary["frequency"], summary["recency"], summary["T"])
-    sets = lake.read("gold.training_sets").where("model = 'churn'")
+    sets = lake.read("gold.training_sets").where(f"model = '{model}'")
     base_rate = float(sets.where("split = 'train'").agg({"label": "avg"}).first()[0])  # type: ignore[index]
     predictions = predictions.set_index("user_id")
     s = summary.loc[predictions.index]
@@ -205,14 +227,17 @@ def main() -> int:
     )
     alive = bgf.conditional_probability_alive(s["frequency"], s["recency"], s["T"])
     quiet = bgnbd_p_no_purchase(bgf, design.horizon, s["frequency"], s["recency"], s["T"])
+    # churn: the probability of no purchase; propensity: of at least one
+    buys = model == "propensity"
     probabilities = {
         **{a: predictions[a].to_numpy(dtype=float) for a in MODELS if a in predictions},
-        "bgnbd_p_no_purchase": quiet,
+        "bgnbd_p_purchase" if buys else "bgnbd_p_no_purchase": 1 - quiet if buys else quiet,
         "constant": np.full(y.size, base_rate),
     }
+    sign = 1 if buys else -1
     rankings = {
-        "bgnbd_expected_purchases": -np.asarray(expected, dtype=float),
-        "bgnbd_p_alive": 1 - np.asarray(alive, dtype=float),
+        "bgnbd_expected_purchases": sign * np.asarray(expected, dtype=float),
+        "bgnbd_p_alive": np.asarray(alive, dtype=float) if buys else 1 - np.asarray(alive, float),
     }
     fns = {"roc_auc": roc_auc, "brier": brier, "ece": expected_calibration_error}
     stats = {a: {m: metric_stat(f, y, p) for m, f in fns.items()} for a, p in probabilities.items()}
@@ -222,8 +247,8 @@ def main() -> int:
     elapsed = time.monotonic() - started
     print()
     print(
-        f"{data.label} churn, {design.name} design, test cutoff {design.test_cutoff} (horizon "
-        f"{design.horizon} d, lookback {design.lookback} d): {len(y):,} test users, churn rate "
+        f"{data.label} {model}, {design.name} design, test cutoff {design.test_cutoff} (horizon "
+        f"{design.horizon} d, lookback {design.lookback} d): {len(y):,} test users, label rate "
         f"{y.mean():.3f}; model {version}; {settings.resamples} bootstrap resamples of users"
     )
     print(comparison_table(comparison, list(fns)))
