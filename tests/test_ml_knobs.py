@@ -262,6 +262,7 @@ KNOBS: dict[str, tuple[str, str]] = {
     "sequence.max_items": ("200", "sequence"),
     "sequence.step": ("event|day", "sequence"),
     "sequence.patience": ("5", "sequence"),
+    "sequence.precision": ("mixed_float16", "sequence"),
 }
 
 

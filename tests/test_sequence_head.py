@@ -82,8 +82,10 @@ def test_bad_sequence_settings_are_named() -> None:
     where = "models.churn.sequence"
     with pytest.raises(ConfigError, match="models.churn.sequence: unknown key"):
         head_params({"dims": 8}, where)
-    with pytest.raises(ConfigError, match=r"sequence.dim \(30\) must be a multiple of heads"):
+    with pytest.raises(ConfigError, match=r"sequence: dim \(30\) must be a multiple of heads"):
         head_params({"dim": 30, "heads": 4}, where)
+    with pytest.raises(ConfigError, match="sequence: precision must be one of float32, "):
+        head_params({"precision": "float8"}, where)
     with pytest.raises(ConfigError, match="sequence.max_len must be >= 1"):
         head_params({"max_len": 0}, where)
     with pytest.raises(ConfigError, match="sequence.enabled must be bool"):
@@ -93,6 +95,41 @@ def test_bad_sequence_settings_are_named() -> None:
     assert head_params({"dropout": 0, "enabled": True}, where) == HeadParams(
         enabled=True, dropout=0.0
     )
+    assert head_params({"max_len": 1}, where).max_len == 1  # the last step alone is a model
+
+
+def test_the_encoder_gets_every_shared_setting() -> None:
+    p = head_params(
+        {"max_len": 9, "dim": 12, "blocks": 3, "heads": 3, "dropout": 0.1, "epochs": 4,
+         "batch_size": 16, "learning_rate": 0.01, "num_proc": 1, "seed": 5,
+         "precision": "mixed_bfloat16", "max_items": 7},
+        "models.churn.sequence",
+    )  # fmt: skip
+    e = p.encoder()
+    assert (e.max_len, e.dim, e.blocks, e.heads, e.dropout, e.epochs, e.batch_size,
+            e.learning_rate, e.num_proc, e.seed, e.precision) == (
+        9, 12, 3, 3, 0.1, 4, 16, 0.01, 1, 5, "mixed_bfloat16")  # fmt: skip
+    assert e.max_items == 50_000  # the head's vocabulary is not the softmax's catalogue limit
+    d = p.distributed()
+    assert (d.num_proc, d.batch_size, d.epochs, d.learning_rate, d.seed, d.precision) == (
+        1, 16, 4, 0.01, 5, "mixed_bfloat16")  # fmt: skip
+
+
+def test_the_head_keeps_float32_logits_under_mixed_precision() -> None:
+    import tensorflow as tf
+
+    from shopperlake.seqmodel.heads import build_classifier, vocab_of
+    from shopperlake.training.runner import precision_policy
+
+    p = HeadParams(max_len=4, dim=8, heads=2, precision="mixed_float16")
+    with precision_policy(p.precision) as policy:
+        model = build_classifier(vocab_of({"a": 2, "b": 3}), p)
+        x = {c: tf.constant([[0, 2, 3, 1]]) for c in ("items", "types", "ages")}
+        hidden = model.encoder.encode(x)
+        out = model(x)
+    assert policy == "mixed_float16"
+    assert hidden.dtype == tf.float16 and out.dtype == tf.float32
+    assert all(w.dtype == tf.float32 for w in model.weights)  # float32 master weights
 
 
 def test_histories_are_the_latest_events_up_to_the_cutoff_day(spark: SparkSession) -> None:

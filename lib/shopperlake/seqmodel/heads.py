@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -54,7 +54,10 @@ ARRAYS = ("items", "types", "ages")
 
 @dataclass(frozen=True)
 class HeadParams:
-    """``models.<name>.sequence``: the encoder's size and the Horovod fit."""
+    """``models.<name>.sequence``: the encoder's size and the Horovod fit. The fields that
+    :class:`SasRecParams` also has mean the same there and reach the encoder through
+    :meth:`encoder` by name; ``max_items`` (the item vocabulary), ``step`` and ``patience``
+    are the head's own."""
 
     enabled: bool = False
     max_len: int = 50
@@ -67,16 +70,21 @@ class HeadParams:
     learning_rate: float = 0.001  # scaled by the number of processes
     num_proc: int = 2
     seed: int = 7
+    precision: str = "float32"  # float32, mixed_float16 (GPU), mixed_bfloat16, auto
     max_items: int = 100  # items with their own embedding (the most frequent ones)
     step: str = "day"  # a step of the sequence: one event, or one day with events
     patience: int = 3  # epochs without a better validation ROC-AUC before the fit stops
 
     def encoder(self) -> SasRecParams:
-        return SasRecParams(
-            max_len=self.max_len, dim=self.dim, blocks=self.blocks, heads=self.heads,
-            dropout=self.dropout, epochs=self.epochs, batch_size=self.batch_size,
-            learning_rate=self.learning_rate, num_proc=self.num_proc, seed=self.seed,
-        )  # fmt: skip
+        """The encoder's settings: every field the two share, by name (``max_items`` is not
+        shared: there it is the catalogue limit of the next-item softmax)."""
+        shared = {f.name for f in fields(SasRecParams)} - {"max_items"}
+        return SasRecParams(**{f.name: getattr(self, f.name) for f in fields(self)
+                               if f.name in shared})  # fmt: skip
+
+    def distributed(self) -> runner.Distributed:
+        return runner.Distributed(self.num_proc, self.batch_size, self.epochs,
+                                  self.learning_rate, self.seed, self.precision)  # fmt: skip
 
 
 def head_params(block: dict[str, Any], where: str) -> HeadParams:
@@ -94,16 +102,13 @@ def head_params(block: dict[str, Any], where: str) -> HeadParams:
             raise ConfigError(f"{where}.{key} must be {kind.__name__}, got {value!r}")
         values[key] = value
     p = HeadParams(**values)
-    for key in ("max_len", "dim", "blocks", "heads", "epochs", "batch_size", "num_proc",
-                "max_items", "patience"):  # fmt: skip
+    for key in ("max_len", "max_items", "patience"):
         if getattr(p, key) < 1:
             raise ConfigError(f"{where}.{key} must be >= 1, got {getattr(p, key)}")
-    if p.dim % p.heads:
-        raise ConfigError(f"{where}.dim ({p.dim}) must be a multiple of heads ({p.heads})")
-    if not 0.0 <= p.dropout < 1.0:
-        raise ConfigError(f"{where}.dropout must be in [0, 1), got {p.dropout}")
     if p.step not in STEPS:
         raise ConfigError(f"{where}.step must be one of {', '.join(STEPS)}, got {p.step!r}")
+    # the encoder's own checks (dim, heads, dropout, precision, ...); one step is enough here
+    replace(p.encoder(), max_len=max(p.max_len, 2)).validate(where)
     return p
 
 
@@ -253,7 +258,8 @@ def build_classifier(vocab: Vocab, p: HeadParams) -> Any:
         def __init__(self) -> None:
             super().__init__(name="sequence_head")
             self.encoder = encoder
-            self.logit = tf.keras.layers.Dense(1, name="logit")
+            # float32 under a mixed-precision policy too: the loss needs float32 logits
+            self.logit = tf.keras.layers.Dense(1, name="logit", dtype="float32")
 
         def call(self, inputs: Any, training: bool | None = None) -> Any:
             return self.logit(self.encoder.encode(inputs, training=training)[:, -1, :])
@@ -326,8 +332,8 @@ def task(vocab: Vocab, p: HeadParams) -> runner.KerasTask:
 @dataclass
 class FittedHead:
     """Raw probabilities per split (``(label, p)`` in (cutoff, user_id) order, the order of
-    ``churn.train.collect_scores``; ``users``: the user ids in that order), the weights and
-    the vocabulary."""
+    ``churn.train.collect_scores``; ``users`` and ``cutoffs``: the rows' keys in that order),
+    the weights and the vocabulary."""
 
     scores: dict[str, tuple[np.ndarray, np.ndarray]]
     users: dict[str, np.ndarray]
@@ -336,6 +342,7 @@ class FittedHead:
     history: dict[str, list[float]]
     seconds: float
     rows_without_events: dict[str, int]
+    cutoffs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def fit_score(
@@ -371,17 +378,16 @@ def fit_score(
         started = time.monotonic()
         fitted = runner.fit(
             spark, frame("train"), {c: p.max_len for c in ARRAYS}, task(vocab, p),
-            runner.Distributed(p.num_proc, p.batch_size, p.epochs, p.learning_rate, p.seed),
-            cache_dir, validation=frame(splits[0]), what="sequence head",
+            p.distributed(), cache_dir, validation=frame(splits[0]), what="sequence head",
         )  # fmt: skip
         model = build_classifier(vocab, p)
         model.set_weights(fitted.value)
-        scores, users = {}, {}
+        scores, users, cutoffs = {}, {}, {}
         for s in splits:
             part: pd.DataFrame = (
                 x.where(F.col("split") == s)
                 .orderBy("cutoff", "user_id")
-                .select("user_id", "label", *ARRAYS)
+                .select("user_id", "cutoff", "label", *ARRAYS)
                 .toPandas()
             )
             inputs = {
@@ -390,6 +396,7 @@ def fit_score(
             }
             scores[s] = (part["label"].to_numpy(dtype=int), probabilities(model, inputs))
             users[s] = part["user_id"].to_numpy(dtype=object)
+            cutoffs[s] = part["cutoff"].to_numpy(dtype=object)
         counts = labelled.groupBy("split").agg(
             F.sum(F.col("item_ids").isNull().cast("int")).alias("n")
         )
@@ -398,6 +405,5 @@ def fit_score(
     finally:
         labelled.unpersist()
     item_ids = sorted(index, key=index.__getitem__)
-    return FittedHead(
-        scores, users, fitted.value, item_ids, fitted.history, time.monotonic() - started, empty
-    )
+    took = time.monotonic() - started
+    return FittedHead(scores, users, fitted.value, item_ids, fitted.history, took, empty, cutoffs)
