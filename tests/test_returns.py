@@ -14,13 +14,17 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from shopperlake.core.errors import InputError
 from shopperlake.core.lake import Lake
 from shopperlake.core.session import project_root
 from shopperlake.jobs import run
 from shopperlake.returns.features import history_features, split_events, with_labels
 from shopperlake.returns.spec import ReturnsSpec
+from shopperlake.returns.train import head_line_scores, head_rows
 from shopperlake.returns.training_set import windows
+from shopperlake.seqmodel.heads import FittedHead
 from shopperlake.training.metrics import precision_at_top
+from shopperlake.training.registry import Registry
 from tests.conftest import job_args
 
 T0 = dt.datetime(2011, 1, 1, 10, 0)
@@ -109,6 +113,48 @@ def test_precision_at_top_counts_an_exact_list() -> None:
     assert precision_at_top(y, p, 0.01) == 1.0  # at least one line
 
 
+def test_the_sequence_head_sees_one_row_per_customer_and_day_before_the_purchase(
+    spark: SparkSession,
+) -> None:
+    d = dt.datetime
+    lines = spark.createDataFrame(
+        [  # line_id, user, purchase time, split, label
+            ("l1", "u1", d(2011, 3, 2, 9), "train", 0),
+            ("l2", "u1", d(2011, 3, 2, 17), "train", 1),  # same day: one row, returned
+            ("l3", "u1", d(2011, 3, 9, 0, 5), "train", 0),
+            ("l4", "u2", d(2011, 3, 2, 12), "validation", 0),
+            ("l5", "u2", d(2011, 3, 2, 23, 59), "validation", 0),
+        ],
+        "line_id STRING, user_id STRING, ts TIMESTAMP, split STRING, label INT",
+    )
+    got = sorted(tuple(r) for r in head_rows(lines).collect())
+    assert got == [  # the history ends the day before the purchase day
+        ("u1", dt.date(2011, 3, 1), "train", 1),
+        ("u1", dt.date(2011, 3, 8), "train", 0),
+        ("u2", dt.date(2011, 3, 1), "validation", 0),
+    ]
+    keys = {"validation": pd.DataFrame({"line_id": ["l4", "l5"]}),
+            "train": pd.DataFrame({"line_id": ["l1", "l2", "l3"]})}  # fmt: skip
+    y = np.array([1, 0])
+    head = FittedHead(
+        {"train": (y, np.array([0.8, 0.3])), "validation": (np.array([0]), np.array([0.6]))},
+        {"train": np.array(["u1", "u1"], dtype=object),
+         "validation": np.array(["u2"], dtype=object)},
+        [], [], {}, 0.0, {},
+        {"train": np.array([dt.date(2011, 3, 1), dt.date(2011, 3, 8)], dtype=object),
+         "validation": np.array([dt.date(2011, 3, 1)], dtype=object)},
+    )  # fmt: skip
+    by_line = head_line_scores(lines, keys, head)
+    assert by_line["train"].tolist() == [0.8, 0.8, 0.3]  # each line gets its day's score
+    assert by_line["validation"].tolist() == [0.6, 0.6]
+    head.cutoffs["train"] = np.array([dt.date(2011, 3, 1), dt.date(2011, 3, 7)], dtype=object)
+    with pytest.raises(InputError, match="did not score every train purchase day"):
+        head_line_scores(lines, keys, head)
+    keys["train"] = pd.DataFrame({"line_id": ["l1", "l3", "l2"]})
+    with pytest.raises(InputError, match="train lines changed"):
+        head_line_scores(lines, keys, head)
+
+
 # -- end to end on real data ----------------------------------------------------------------
 
 AS_OF = dt.date(2011, 12, 8)
@@ -159,6 +205,8 @@ def test_returns_jobs_end_to_end_on_online_retail(
 ) -> None:
     path, sample = retail_sample
     fast = ["--set=evaluation.bootstrap.resamples=50", "--set=returns.dnn.epochs=6"]
+    head = ["--set=returns.sequence.enabled=true", "--set=returns.sequence.epochs=2",
+            "--set=returns.sequence.dim=8", "--set=returns.sequence.max_len=10"]  # fmt: skip
     assert run("ingest", job_args(lake_root, "--source", "online_retail", "--input", str(path),
                                   "--as-of", str(AS_OF))) == 0  # fmt: skip
     common = ["--model", "returns", "--as-of", str(AS_OF)]
@@ -182,10 +230,19 @@ def test_returns_jobs_end_to_end_on_online_retail(
     )  # fmt: skip
     assert shared == 0  # validation customers are disjoint from training customers
 
-    assert run("train", job_args(lake_root, "--model", "returns", *fast)) == 0
+    assert run("train", job_args(lake_root, "--model", "returns", *fast, *head)) == 0
     m = lake.read("gold.model_metrics").where("model = 'returns' AND split = 'test'")
     auc = {r.algorithm: r for r in m.where("metric = 'roc_auc' AND reference IS NULL").collect()}
-    assert {"dnn", "gbt", "logreg", "customer_rate", "item_rate", "constant"} <= set(auc)
+    assert {"dnn", "gbt", "logreg", "customer_rate", "item_rate", "constant", "sequence",
+            "blend"} <= set(auc)  # fmt: skip
+    versus = m.where("metric = 'roc_auc' AND reference IS NOT NULL").collect()
+    assert {(r.algorithm, r.reference) for r in versus} >= {("dnn", "sequence"), ("dnn", "blend"),
+                                                            ("blend", "sequence")}  # fmt: skip
+    preds = pd.read_csv(Registry(Path(lake_root) / "models").get("returns").path
+                        / "predictions_test.csv")  # fmt: skip
+    # the head scores a customer's purchase day: every line of an order has the same score
+    assert (preds.groupby("order_id")["sequence_raw"].nunique() == 1).all()
+    assert np.allclose(preds["blend_raw"], (preds["dnn_raw"] + preds["sequence_raw"]) / 2)
     assert auc["dnn"].ci_low > 0.5  # the model ranks returns better than chance
     assert auc["constant"].value == 0.5
     order = m.where("metric = 'order_roc_auc' AND algorithm = 'dnn' AND reference IS NULL")

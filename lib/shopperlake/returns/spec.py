@@ -8,13 +8,14 @@ from typing import Any
 from shopperlake.churn.spec import CalibrationParams, DnnParams, _calibration
 from shopperlake.core.config import Config
 from shopperlake.core.errors import ConfigError
+from shopperlake.seqmodel.heads import HeadParams, head_params
 
 MODEL = "returns"
 KEYS = frozenset(
     {
         "horizon_days", "test_days", "validation_share", "split_seed", "item_prior_lines",
         "categorical_features", "vocab_size", "risk_bands", "top_share", "gbt_max_iter",
-        "gbt_class_weights", "calibration", "dnn", "promotion_metric",
+        "gbt_class_weights", "calibration", "dnn", "promotion_metric", "sequence",
     }
 )  # fmt: skip
 FEATURE_CATEGORICALS = ("country", "day_of_week")
@@ -38,6 +39,8 @@ class ReturnsSpec:
     promotion_metric: str = "roc_auc"
     calibration: CalibrationParams = field(default_factory=CalibrationParams)
     dnn: DnnParams = field(default_factory=DnnParams)
+    # the sequence-encoder candidate and its blend with the DNN (train.py, seqmodel/heads.py)
+    sequence: HeadParams = field(default_factory=HeadParams)
 
     @property
     def name(self) -> str:
@@ -56,6 +59,7 @@ def returns_spec(cfg: Config) -> ReturnsSpec:
     if "hidden" in dnn_block:
         dnn_block["hidden"] = tuple(int(h) for h in dnn_block["hidden"])
     calibration = _calibration(block.pop("calibration", None) or {}, MODEL)
+    sequence = head_params(dict(block.pop("sequence", None) or {}), "returns.sequence")
     bands = {str(k): float(v) for k, v in (block.pop("risk_bands", None) or {}).items()}
     if any(not 0.0 < v <= 1.0 for v in bands.values()):
         raise ConfigError(f"returns.risk_bands are probabilities in (0, 1], got {bands}")
@@ -65,6 +69,7 @@ def returns_spec(cfg: Config) -> ReturnsSpec:
         risk_bands=bands or {"high": 0.3, "medium": 0.1},
         calibration=calibration,
         dnn=DnnParams(**dnn_block),
+        sequence=sequence,
     )
     if spec.horizon_days < 1 or spec.test_days < 1:
         raise ConfigError("returns.horizon_days and returns.test_days must be >= 1")

@@ -10,6 +10,13 @@ Reported per split, with 95 % intervals from a *customer-level* bootstrap (one c
 lines move together) and paired differences of the DNN against every other scorer: line-level
 ROC-AUC, PR-AUC, precision among the top ``returns.top_share`` lines, Brier; order-level
 ROC-AUC (an order is returned when any line is; its score is the max over its lines).
+
+With ``returns.sequence.enabled`` two more candidates join on the same lines: ``sequence``, the
+SASRec encoder (:mod:`shopperlake.seqmodel.heads`) over the customer's events strictly before
+the purchase day, trained on one row per customer and purchase day (label: any of the day's
+lines returned) and scored onto each of that day's lines; and ``blend``, the mean of the DNN's
+and the head's raw scores. Both are calibrated like the others and paired with the DNN; the
+blend is also paired with the head alone.
 """
 
 from __future__ import annotations
@@ -31,12 +38,13 @@ from pyspark.sql import functions as F
 from shopperlake.churn import baselines
 from shopperlake.churn.dnn import TrainedDnn, predict_column, train_dnn
 from shopperlake.churn.features import FeatureTransform
-from shopperlake.churn.train import RAW, calibrate, code_version, with_weights
+from shopperlake.churn.train import BLEND, RAW, SEQUENCE, calibrate, code_version, with_weights
 from shopperlake.core.cli import Job, JobContext
 from shopperlake.core.errors import InputError
 from shopperlake.core.storage import Storage
 from shopperlake.returns.spec import MODEL, ReturnsSpec, returns_spec
 from shopperlake.returns.training_set import TABLE
+from shopperlake.seqmodel import heads
 from shopperlake.training.bootstrap import metric_stat
 from shopperlake.training.calibration import Choice
 from shopperlake.training.metrics import (
@@ -93,6 +101,41 @@ def order_level(keys: pd.DataFrame, p: np.ndarray) -> tuple[np.ndarray, np.ndarr
         label=("label", "max"), score=("score", "max"), user_id=("user_id", "first")
     )
     return g["label"].to_numpy(dtype=int), g["score"].to_numpy(dtype=float), g["user_id"].to_numpy()
+
+
+def head_rows(data: DataFrame) -> DataFrame:
+    """(user_id, cutoff, split, label) rows of the sequence head: one per customer and purchase
+    day, ``cutoff`` the day before (the history ends with it, strictly before the purchase day,
+    like the line features), ``label`` 1 when any of the day's lines is returned."""
+    return data.groupBy("user_id", F.date_sub(F.to_date("ts"), 1).alias("cutoff"), "split").agg(
+        F.max("label").alias("label")
+    )
+
+
+def head_line_scores(
+    data: DataFrame, keys: dict[str, pd.DataFrame], head: heads.FittedHead
+) -> dict[str, np.ndarray]:
+    """Per split, the head's raw score of each line's (customer, purchase day) row, in the
+    lines' order of ``keys`` (by line id)."""
+    out = {}
+    for split, key in keys.items():
+        lines: pd.DataFrame = (
+            data.where(F.col("split") == split)
+            .select("line_id", "user_id", F.date_sub(F.to_date("ts"), 1).alias("cutoff"))
+            .orderBy("line_id")
+            .toPandas()
+        )
+        if not lines["line_id"].equals(key["line_id"].reset_index(drop=True)):
+            raise InputError(f"the {split} lines changed while the sequence head trained")
+        days = pd.DataFrame(
+            {"user_id": head.users[split], "cutoff": head.cutoffs[split],
+             "p": head.scores[split][1]}
+        )  # fmt: skip
+        merged = lines.merge(days, on=["user_id", "cutoff"], how="left", validate="many_to_one")
+        if merged["p"].isna().any():
+            raise InputError(f"the sequence head did not score every {split} purchase day")
+        out[split] = merged["p"].to_numpy(dtype=float)
+    return out
 
 
 def line_metrics(spec: ReturnsSpec) -> dict[str, Callable[[Any, Any], float]]:
@@ -172,6 +215,20 @@ def body(ctx: JobContext) -> None:
             for split, df in by_split.items():
                 pdf = keyed(df)
                 scored[algo][split] = (pdf["label"].to_numpy(dtype=int), pdf["score"].to_numpy())
+        head = None
+        if spec.sequence.enabled:
+            days = head_rows(data).cache()
+            day_rate = days.where("split = 'train'").agg(F.avg("label").alias("r")).collect()[0].r
+            head = heads.fit_score(
+                spark, lake.read("bronze.events"), days, spec.sequence, str(cache_dir),
+                float(day_rate), SPLITS,
+            )  # fmt: skip
+            days.unpersist()
+            by_line = head_line_scores(data, keys, head)
+            scored[SEQUENCE], scored[BLEND] = {}, {}
+            for split, (y, p_dnn) in scored["dnn"].items():
+                scored[SEQUENCE][split] = (y, by_line[split])
+                scored[BLEND][split] = (y, (p_dnn + by_line[split]) / 2.0)
         choices = calibrate(scored, spec.calibration)
         evaluated = calibrated(scored, choices)
         for algo in RULES:
@@ -186,7 +243,7 @@ def body(ctx: JobContext) -> None:
             evaluated, keys, spec, BootstrapSettings.from_config(ctx.cfg)
         )
         save_version(mv.path, dnn, transform, spec, params, metrics, evaluated, choices,
-                     ts_version, as_of, counts, keys["test"])  # fmt: skip
+                     ts_version, as_of, counts, keys["test"], head)  # fmt: skip
     except BaseException:
         registry.discard(mv)
         raise
@@ -230,6 +287,8 @@ def body(ctx: JobContext) -> None:
         ctx.run.metrics[f"test.{algo}.roc_auc"] = m["roc_auc"]
     ctx.run.metrics["promoted"] = float(promoted)
     ctx.run.metrics["horovod_seconds"] = dnn.seconds
+    if head is not None:
+        ctx.run.metrics["sequence_head_seconds"] = head.seconds
 
 
 Scored = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
@@ -285,6 +344,10 @@ def measure(
         comparisons["line"] = compare(line_stats, y.size, "dnn", split, settings, users)
         oy, _, order_users = order_level(keys[split], evaluated["dnn"][split][1])
         comparisons["order"] = compare(order_stats, oy.size, "dnn", split, settings, order_users)
+        if BLEND in line_stats and SEQUENCE in line_stats:  # the blend against the head alone
+            pair = {a: line_stats[a] for a in (BLEND, SEQUENCE)}
+            versus = compare(pair, y.size, BLEND, split, settings, users)
+            comparisons[f"line:{BLEND}"] = Comparison(BLEND, split, {}, versus.differences)
     return metrics, comparisons
 
 
@@ -293,6 +356,10 @@ def report(comparisons: dict[str, Comparison]) -> str:
     for name in ("line", "order"):
         c = comparisons[name]
         parts.append(f"[{name} level]\n" + comparison_table(c, list(c.intervals["dnn"])))
+    if f"line:{BLEND}" in comparisons:
+        names = list(comparisons["line"].intervals["dnn"])
+        blend = comparison_table(comparisons[f"line:{BLEND}"], names)
+        parts.append("[line level, blend]\n" + blend)
     return "\n".join(parts)
 
 
@@ -300,9 +367,12 @@ def save_version(
     path: Path, dnn: TrainedDnn, transform: FeatureTransform, spec: ReturnsSpec, params: Any,
     metrics: dict[str, Any], evaluated: Scored, choices: dict[str, Choice],
     ts_version: int | None, as_of: dt.date, counts: dict[tuple[str, int], int],
-    test_keys: pd.DataFrame,
+    test_keys: pd.DataFrame, head: heads.FittedHead | None = None,
 ) -> None:  # fmt: skip
     dnn.build().save(path / "model.keras")
+    if head is not None:  # the head's weights and item vocabulary (score keeps the DNN)
+        np.savez(path / "sequence_head.npz", *head.weights)
+        (path / "sequence_items.json").write_text(json.dumps(head.item_ids))
     (path / "transform.json").write_text(transform.to_json())
     (path / "calibration.json").write_text(choices["dnn"].calibrator.to_json())
     (path / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -315,6 +385,8 @@ def save_version(
                 "training_set_version": ts_version,
                 "calibration": {a: c.calibrator.method for a, c in choices.items()},
                 "dnn": params.__dict__,
+                "sequence": spec.sequence.__dict__,
+                "sequence_history": head.history if head is not None else None,
                 "code_version": code_version(),
                 "trained_at": dt.datetime.now(dt.UTC).isoformat(),
                 "rows": {f"{s}.{lab}": n for (s, lab), n in sorted(counts.items())},
@@ -343,7 +415,8 @@ TRAIN_RETURNS = Job(
     "GBT, logistic regression and rule baselines; customer-level bootstrap; register.",
     add_args=add_args,
     body=body,
-    reads=(TABLE, "gold.model_metrics"),
+    # bronze.events: the sequence head's histories, when returns.sequence.enabled
+    reads=(TABLE, "gold.model_metrics", "bronze.events"),
     writes=("gold.model_metrics", "registry/*"),
 )
 
