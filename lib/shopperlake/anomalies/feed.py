@@ -199,9 +199,11 @@ def judge_days(
             series = series.astype(float)
             first_seen = int(np.argmax(series > 0))  # the type's first day with events
             judged_from = days.get_loc(max(pd.Timestamp(first), start))
-            # the baseline's relative errors on the days the noise model looks back on
+            # the baseline's relative errors on the days the noise model looks back on (none
+            # without a noise model)
             errors = np.full(len(days), np.nan)
-            for j in range(max(first_seen + 1, judged_from - s.noise_days), len(days) - 1):
+            since = max(first_seen + 1, judged_from - s.noise_days) if s.noise_days else len(days)
+            for j in range(since, len(days) - 1):
                 same = same_weekdays(j, first_seen, closed, s.weeks)
                 if closed[j] or len(same) < s.min_weeks:
                     continue
