@@ -244,6 +244,36 @@ def test_the_head_learns_what_only_the_order_says(spark: SparkSession, tmp_path)
     assert len(head.history["val_auc"]) == len(head.history["loss"]) >= 1
 
 
+def test_executors_score_what_the_driver_model_scores(spark: SparkSession) -> None:
+    import tensorflow as tf
+
+    from shopperlake.seqmodel.heads import build_classifier, probabilities, score_column, vocab_of
+
+    tf.keras.utils.set_random_seed(3)
+    index = {"a": 2, "b": 3, "c": 4}
+    p = HeadParams(max_len=5, dim=8, heads=2)
+    model = build_classifier(vocab_of(index), p)  # untrained: any weights will do
+    rng = np.random.default_rng(5)
+    rows = []
+    for n in range(40):
+        steps = int(rng.integers(0, 6))  # 0: a row without events (all padding)
+        pad = [0] * (5 - steps)
+        rows.append((f"u{n}", pad + rng.integers(1, 5, steps).tolist(),
+                     pad + rng.integers(1, 20, steps).tolist(),
+                     pad + rng.integers(1, AGE_BUCKETS, steps).tolist()))  # fmt: skip
+    df = spark.createDataFrame(
+        rows, "user_id STRING, items ARRAY<INT>, types ARRAY<INT>, ages ARRAY<INT>"
+    ).repartition(3)
+    got = score_column(spark, df, index, p, model.get_weights()).toPandas().sort_values("user_id")
+    x = {c: np.array([r[k] for r in rows], np.int32) for k, c in enumerate(
+        ("items", "types", "ages"), start=1)}  # fmt: skip
+    want = dict(zip([r[0] for r in rows], probabilities(model, x), strict=True))
+    assert got["score"].to_numpy() == pytest.approx(
+        [want[u] for u in got["user_id"]], rel=1e-5, abs=1e-6
+    )
+    assert len(got) == 40 and got["score"].between(0, 1).all()
+
+
 def test_candidates_pair_the_same_rows_only() -> None:
     y = np.array([0, 1, 1])
     dnn = {"test": (y, np.array([0.2, 0.6, 0.9]))}

@@ -283,6 +283,45 @@ def probabilities(model: Any, x: dict[str, np.ndarray], rows: int = 4096) -> np.
     return 1.0 / (1.0 + np.exp(-logits))
 
 
+_HEAD_CACHE: dict[str, Any] = {}  # per Python worker: the broadcast head, built once
+
+
+def score_column(
+    spark: SparkSession, df: DataFrame, index: dict[str, int], p: HeadParams,
+    weights: list[np.ndarray], rows: int = 4096,
+) -> DataFrame:  # fmt: skip
+    """``df`` (with the ``items``, ``types``, ``ages`` arrays of :func:`with_arrays`, built
+    with ``index``) plus ``score``, the head's probability, computed on the executors: the
+    weights are broadcast once, the model is built once per Python worker and scores Arrow
+    batches through ``mapInPandas`` (nothing but the scores reaches the driver)."""
+    from pyspark.sql.types import DoubleType, StructField, StructType
+
+    payload = spark.sparkContext.broadcast((dict(index), p, weights))
+    key = f"head-{id(weights)}-{time.time_ns()}"
+    schema = StructType([*df.schema.fields, StructField("score", DoubleType(), True)])
+    length = p.max_len
+
+    def score(batches: Any) -> Any:
+        model = _HEAD_CACHE.get(key)
+        if model is None:
+            item_index_, params, values = payload.value
+            model = build_classifier(vocab_of(item_index_), params)
+            model.set_weights(values)
+            _HEAD_CACHE.clear()
+            _HEAD_CACHE[key] = model
+        for pdf in batches:
+            if len(pdf) == 0:
+                continue
+            x = {
+                c: np.stack(pdf[c].to_numpy()).astype(np.int32).reshape(len(pdf), length)
+                for c in ARRAYS
+            }
+            pdf["score"] = probabilities(model, x, rows)
+            yield pdf
+
+    return df.mapInPandas(score, schema)
+
+
 def task(vocab: Vocab, p: HeadParams) -> runner.KerasTask:
     """The head's part of the shared Horovod fit: rows of wide ``items_i``, ``types_i``,
     ``ages_i`` columns, ``label`` and ``weight``; early stopping on the validation ROC-AUC
@@ -358,8 +397,9 @@ def fit_score(
 
     ``rows``: (user_id, cutoff, split, label) labelled rows; ``events``: the events table
     (each row reads only its user's events up to the end of its cutoff day). The histories and
-    the model's arrays are built on the executors and reach Horovod through Petastorm; only
-    the item index and the rows of ``splits``, scored on the driver, are collected."""
+    the model's arrays are built on the executors and reach Horovod through Petastorm; the
+    rows of ``splits`` are scored there too (:func:`score_column`): only the item index and
+    the scores are collected."""
     keyed = rows.select("user_id", "cutoff", "split", "label")
     labelled = keyed.join(
         histories(events, keyed, p.max_len, p.step), ["user_id", "cutoff"], "left"
@@ -380,21 +420,18 @@ def fit_score(
             spark, frame("train"), {c: p.max_len for c in ARRAYS}, task(vocab, p),
             p.distributed(), cache_dir, validation=frame(splits[0]), what="sequence head",
         )  # fmt: skip
-        model = build_classifier(vocab, p)
-        model.set_weights(fitted.value)
         scores, users, cutoffs = {}, {}, {}
         for s in splits:
+            rows_of_split = x.where(F.col("split") == s).select(
+                "user_id", "cutoff", "label", *ARRAYS
+            )
             part: pd.DataFrame = (
-                x.where(F.col("split") == s)
+                score_column(spark, rows_of_split, index, p, fitted.value)
+                .select("user_id", "cutoff", "label", "score")
                 .orderBy("cutoff", "user_id")
-                .select("user_id", "cutoff", "label", *ARRAYS)
                 .toPandas()
             )
-            inputs = {
-                c: np.stack(part[c].to_numpy()).astype(np.int32).reshape(len(part), p.max_len)
-                for c in ARRAYS
-            }
-            scores[s] = (part["label"].to_numpy(dtype=int), probabilities(model, inputs))
+            scores[s] = (part["label"].to_numpy(dtype=int), part["score"].to_numpy(dtype=float))
             users[s] = part["user_id"].to_numpy(dtype=object)
             cutoffs[s] = part["cutoff"].to_numpy(dtype=object)
         counts = labelled.groupBy("split").agg(
