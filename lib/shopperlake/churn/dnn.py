@@ -20,6 +20,7 @@ from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, St
 
 from shopperlake.churn.spec import DnnParams
 from shopperlake.training import petastorm_io, runner
+from shopperlake.training.worker_cache import worker_model
 
 log = logging.getLogger(__name__)
 
@@ -153,15 +154,15 @@ def predict_column(
     def score(batches: Any) -> Any:
         import numpy as np_
 
-        cached = _MODEL_CACHE.get(key)
-        if cached is None:
+        def build() -> Any:
             import tensorflow as tf
 
             config, weights = payload.value
-            cached = tf.keras.Sequential.from_config(config)
-            cached.set_weights(weights)
-            _MODEL_CACHE.clear()
-            _MODEL_CACHE[key] = cached
+            model = tf.keras.Sequential.from_config(config)
+            model.set_weights(weights)
+            return model
+
+        cached = worker_model(key, build)
         for pdf in batches:
             if len(pdf) == 0:
                 continue
@@ -185,6 +186,3 @@ def predict_column(
             yield pdf
 
     return df.mapInPandas(score, schema)
-
-
-_MODEL_CACHE: dict[str, Any] = {}

@@ -44,6 +44,7 @@ from shopperlake.seqmodel import sasrec
 from shopperlake.seqmodel.build import FUNNEL, funnel_rank
 from shopperlake.seqmodel.sasrec import SasRecParams, Vocab
 from shopperlake.training import petastorm_io, runner
+from shopperlake.training.worker_cache import worker_model
 
 OTHER = 1  # item index of items outside the vocabulary and of events without an item
 AGE_BUCKETS = 16  # 0 padding, 1 the cutoff day, ..., 15: 2^13 days and older
@@ -283,9 +284,6 @@ def probabilities(model: Any, x: dict[str, np.ndarray], rows: int = 4096) -> np.
     return 1.0 / (1.0 + np.exp(-logits))
 
 
-_HEAD_CACHE: dict[str, Any] = {}  # per Python worker: the broadcast head, built once
-
-
 def score_column(
     spark: SparkSession, df: DataFrame, index: dict[str, int], p: HeadParams,
     weights: list[np.ndarray], rows: int = 4096,
@@ -302,13 +300,13 @@ def score_column(
     length = p.max_len
 
     def score(batches: Any) -> Any:
-        model = _HEAD_CACHE.get(key)
-        if model is None:
+        def build() -> Any:
             item_index_, params, values = payload.value
             model = build_classifier(vocab_of(item_index_), params)
             model.set_weights(values)
-            _HEAD_CACHE.clear()
-            _HEAD_CACHE[key] = model
+            return model
+
+        model = worker_model(key, build)
         for pdf in batches:
             if len(pdf) == 0:
                 continue

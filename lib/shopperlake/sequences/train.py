@@ -51,6 +51,7 @@ from shopperlake.training.model_metrics import (
     write_metrics,
 )
 from shopperlake.training.registry import Registry
+from shopperlake.training.worker_cache import worker_model
 
 log = logging.getLogger(__name__)
 TABLE = "gold.user_sequences"
@@ -87,9 +88,6 @@ def hit_ndcg(rank: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return inside.astype(np.float64), np.where(inside, 1.0 / np.log2(rank + 2.0), 0.0)
 
 
-_MODEL_CACHE: dict[str, Any] = {}
-
-
 def _ranker(
     algorithms: dict[str, tuple[str, Broadcast[Any]]], key: str, rows: int = 512
 ) -> Callable[[Any], Any]:
@@ -121,12 +119,7 @@ def _scores(
     kind: str, value: Broadcast[Any], chunk: pd.DataFrame, seen: list[np.ndarray], key: str
 ) -> np.ndarray:
     if kind == "sasrec":
-        model = _MODEL_CACHE.get(key)
-        if model is None:
-            vocab, params, weights = value.value
-            model = sasrec.restore(vocab, params, weights)
-            _MODEL_CACHE.clear()
-            _MODEL_CACHE[key] = model
+        model = worker_model(key, lambda: sasrec.restore(*value.value))
         items = np.stack(chunk["items"].to_numpy()).astype(np.int32)
         types = np.stack(chunk["types"].to_numpy()).astype(np.int32)
         return sasrec.scores(model, items, types)
