@@ -244,6 +244,15 @@ def test_the_head_learns_what_only_the_order_says(spark: SparkSession, tmp_path)
     assert len(head.history["val_auc"]) == len(head.history["loss"]) >= 1
 
 
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_one_class_training_rows_are_refused_by_name(spark: SparkSession, rate: float) -> None:
+    rows = spark.createDataFrame([("u1", CUTOFF, "train", int(rate))], ROWS)
+    events = spark.createDataFrame([], EVENTS)
+    with pytest.raises(InputError, match=f"positive rate is {rate}"):
+        fit_score(spark, events, rows, HeadParams(enabled=True), "file:///nowhere", rate,
+                  ("validation", "test"))  # fmt: skip
+
+
 def test_executors_score_what_the_driver_model_scores(spark: SparkSession) -> None:
     import tensorflow as tf
 

@@ -39,7 +39,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from shopperlake.core.errors import ConfigError
+from shopperlake.core.errors import ConfigError, InputError
 from shopperlake.seqmodel import sasrec
 from shopperlake.seqmodel.build import FUNNEL, funnel_rank
 from shopperlake.seqmodel.sasrec import SasRecParams, Vocab
@@ -398,6 +398,12 @@ def fit_score(
     the model's arrays are built on the executors and reach Horovod through Petastorm; the
     rows of ``splits`` are scored there too (:func:`score_column`): only the item index and
     the scores are collected."""
+    if not 0.0 < pos_rate < 1.0:  # the class weights 0.5 / rate and 0.5 / (1 - rate)
+        raise InputError(
+            f"sequence head: the training rows' positive rate is {pos_rate}: every training "
+            "row has the same label, so there is nothing to learn; rebuild the training set "
+            "with another --as-of/--test-start or more data"
+        )
     keyed = rows.select("user_id", "cutoff", "split", "label")
     labelled = keyed.join(
         histories(events, keyed, p.max_len, p.step), ["user_id", "cutoff"], "left"
