@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,13 +15,14 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from shopperlake.core.errors import InputError
+from shopperlake.core.config import Config
+from shopperlake.core.errors import ConfigError, InputError
 from shopperlake.core.lake import Lake
 from shopperlake.core.session import project_root
 from shopperlake.jobs import run
 from shopperlake.returns.features import history_features, split_events, with_labels
-from shopperlake.returns.spec import ReturnsSpec
-from shopperlake.returns.train import head_line_scores, head_rows
+from shopperlake.returns.spec import ReturnsSpec, returns_spec
+from shopperlake.returns.train import ensemble, head_line_scores, head_rows
 from shopperlake.returns.training_set import windows
 from shopperlake.seqmodel.heads import FittedHead
 from shopperlake.training.metrics import precision_at_top
@@ -111,6 +113,59 @@ def test_precision_at_top_counts_an_exact_list() -> None:
     assert precision_at_top(y, p, 0.2) == 0.5  # top 2: 0.9 (1), 0.8 (0)
     assert precision_at_top(y, p, 0.3) == pytest.approx(2 / 3)
     assert precision_at_top(y, p, 0.01) == 1.0  # at least one line
+
+
+def test_the_ensemble_is_the_mean_of_its_members_calibrated_scores() -> None:
+    y = np.array([1, 0, 0])
+
+    def scores(test: list[float], validation: list[float]) -> dict[str, tuple[Any, Any]]:
+        return {"test": (y, np.array(test)), "validation": (y, np.array(validation))}
+
+    evaluated = {
+        "dnn": scores([0.6, 0.2, 0.1], [0.3, 0.3, 0.0]),
+        "gbt": scores([0.2, 0.4, 0.3], [0.1, 0.5, 0.2]),
+        "logreg": scores([0.9, 0.9, 0.9], [0.0, 0.0, 0.0]),
+    }
+    out = ensemble(evaluated, ("dnn", "gbt"))
+    assert out["test"][1] == pytest.approx([0.4, 0.3, 0.2])
+    assert out["validation"][1] == pytest.approx([0.2, 0.4, 0.1])
+    assert out["test"][0].tolist() == [1, 0, 0]
+    with pytest.raises(InputError, match="no scores from \\['sequence'\\]"):
+        ensemble(evaluated, ("dnn", "sequence"))
+    evaluated["gbt"]["test"] = (np.array([0, 1, 0]), evaluated["gbt"]["test"][1])
+    with pytest.raises(InputError, match="test rows differ"):
+        ensemble(evaluated, ("dnn", "gbt"))
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        (["dnn", "xgb"], "unknown scorer"),
+        (["dnn"], "two or more distinct"),
+        (["gbt", "gbt"], "two or more distinct"),
+        (["dnn", "blend"], "sequence.enabled is false"),
+    ],
+)
+def test_bad_ensembles_are_named(members: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        returns_spec(Config("test", {"returns": {"ensemble": members}}))
+    bare = returns_spec(Config("test", {"returns": {"ensemble": [], "score_with": "dnn"}}))
+    assert bare.ensemble == ()
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"score_with": "gbt"}, "not one of"),
+        ({"ensemble": []}, "returns.ensemble is \\[\\]"),
+        ({"ensemble": ["dnn", "sequence"], "sequence": {"enabled": True}}, "cannot compute"),
+    ],
+)
+def test_a_scorer_that_score_cannot_compute_is_refused(
+    block: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        returns_spec(Config("test", {"returns": block}))
 
 
 def test_the_sequence_head_sees_one_row_per_customer_and_day_before_the_purchase(
@@ -243,6 +298,18 @@ def test_returns_jobs_end_to_end_on_online_retail(
     # the head scores a customer's purchase day: every line of an order has the same score
     assert (preds.groupby("order_id")["sequence_raw"].nunique() == 1).all()
     assert np.allclose(preds["blend_raw"], (preds["dnn_raw"] + preds["sequence_raw"]) / 2)
+    assert "ensemble" in auc  # default returns.ensemble: the DNN and the GBT, calibrated
+    assert {("ensemble", "dnn"), ("ensemble", "gbt"), ("dnn", "ensemble")} <= {
+        (r.algorithm, r.reference) for r in versus
+    }
+    assert np.allclose(preds["ensemble"], (preds["dnn"] + preds["gbt"]) / 2)
+    version = Registry(Path(lake_root) / "models").get("returns")
+    # promoted on the scorer's own test figure: the path the registry compares exists
+    saved = version.read_json("metrics.json")["test"]["line"]["ensemble"]["roc_auc"]
+    assert saved == pytest.approx(auc["ensemble"].value)
+    assert (version.path / "gbt.mllib").is_dir() and (
+        version.path / "calibration_gbt.json"
+    ).is_file()
     assert auc["dnn"].ci_low > 0.5  # the model ranks returns better than chance
     assert auc["constant"].value == 0.5
     order = m.where("metric = 'order_roc_auc' AND algorithm = 'dnn' AND reference IS NULL")
@@ -258,3 +325,17 @@ def test_returns_jobs_end_to_end_on_online_retail(
     bands = np.where(risk["probability"] >= 0.3, "high",
                      np.where(risk["probability"] >= 0.1, "medium", "low"))  # fmt: skip
     assert (risk["risk_band"] == bands).all()
+
+    # score's Spark path (MLlib GBT reloaded, Keras model rebuilt on the executors, each
+    # calibrator as a pandas UDF) gives the test lines still open on the test's last day the
+    # ensemble probability train computed for them on the driver: a line's features use only
+    # the days before its purchase, so they are the same in both
+    test_end = "2011-09-09"
+    assert run("score", job_args(lake_root, "--model", "returns", "--as-of", test_end)) == 0
+    late = lake.read("gold.return_risk").where(f"as_of_date = '{test_end}'").toPandas()
+    both = late.assign(line_id=late["line_id"].astype(str)).merge(
+        preds.assign(line_id=preds["line_id"].astype(str)), on="line_id"
+    )
+    assert len(both) >= 100
+    assert np.allclose(both["probability"], both["ensemble"], rtol=1e-5, atol=1e-7)
+    assert not np.allclose(both["probability"], both["dnn"], rtol=1e-3)  # not the DNN alone

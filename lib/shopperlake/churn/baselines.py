@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-from pyspark.ml.classification import GBTClassifier, LogisticRegression
+from pathlib import Path
+from typing import Any
+
+from pyspark.ml.classification import (
+    GBTClassificationModel,
+    GBTClassifier,
+    LogisticRegression,
+    LogisticRegressionModel,
+)
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
+from shopperlake.core.errors import InputError
+
+# the fitted models' classes, to load a saved one by its algorithm name
+LOADERS: dict[str, Any] = {"logreg": LogisticRegressionModel, "gbt": GBTClassificationModel}
 
 
 def _vectors(df: DataFrame) -> DataFrame:
     return df.withColumn("fvec", array_to_vector(F.col("features")))
 
 
-def fit_predict(
-    train: DataFrame,
-    evaluate_on: dict[str, DataFrame],
-    seed: int,
-    gbt_max_iter: int = 60,
-    gbt_class_weights: bool = True,
-) -> dict[str, dict[str, DataFrame]]:
-    """``{algorithm: {split: frame with score}}`` for logistic regression and GBT.
+def fit(
+    train: DataFrame, seed: int, gbt_max_iter: int = 60, gbt_class_weights: bool = True
+) -> dict[str, Any]:
+    """``{algorithm: fitted MLlib model}`` for logistic regression and GBT.
 
     ``gbt_max_iter`` (``models.<name>.gbt_max_iter``) is the number of boosting rounds, i.e.
     trees, of the GBT (Spark does not stop GBT early without a validation column).
@@ -47,13 +56,40 @@ def fit_predict(
     if gbt_class_weights:
         gbt.setWeightCol("weight")
     gbt_model = gbt.fit(train_v)
-    out: dict[str, dict[str, DataFrame]] = {}
-    for name, model in (("logreg", lr), ("gbt", gbt_model)):
-        out[name] = {}
-        for split, df in evaluate_on.items():
-            pred = model.transform(_vectors(df))
-            out[name][split] = pred.withColumn(
-                "score", vector_to_array(F.col("probability"))[1]
-            ).drop("fvec", "rawPrediction", "probability", "prediction")
     train_v.unpersist()
-    return out
+    return {"logreg": lr, "gbt": gbt_model}
+
+
+def predict(model: Any, df: DataFrame, column: str = "score") -> DataFrame:
+    """``df`` (with ``features``) plus the model's probability of class 1 as ``column``."""
+    pred = model.transform(_vectors(df))
+    return pred.withColumn(column, vector_to_array(F.col("probability"))[1]).drop(
+        "fvec", "rawPrediction", "probability", "prediction"
+    )
+
+
+def fit_predict(
+    train: DataFrame,
+    evaluate_on: dict[str, DataFrame],
+    seed: int,
+    gbt_max_iter: int = 60,
+    gbt_class_weights: bool = True,
+) -> dict[str, dict[str, DataFrame]]:
+    """``{algorithm: {split: frame with score}}`` for the models of :func:`fit`."""
+    models = fit(train, seed, gbt_max_iter, gbt_class_weights)
+    return {
+        name: {split: predict(model, df) for split, df in evaluate_on.items()}
+        for name, model in models.items()
+    }
+
+
+def save(model: Any, path: Path) -> None:
+    model.write().overwrite().save(str(path))
+
+
+def load(algorithm: str, path: Path) -> Any:
+    if algorithm not in LOADERS:
+        raise InputError(f"no MLlib model named '{algorithm}' (known: {sorted(LOADERS)})")
+    if not path.exists():
+        raise InputError(f"no saved {algorithm} model at {path}: run train again")
+    return LOADERS[algorithm].load(str(path))

@@ -43,12 +43,12 @@ def load_dnn(mv: ModelVersion) -> TrainedDnn:
     return TrainedDnn(model.get_config(), model.get_weights(), {}, 0.0, 0, 0)
 
 
-def load_calibrator(mv: ModelVersion) -> Calibrator:
-    """The calibrator stored with the model version (``calibration.json``)."""
-    path = mv.path / "calibration.json"
+def load_calibrator(mv: ModelVersion, file: str = "calibration.json") -> Calibrator:
+    """The calibrator stored with the model version (``calibration.json``: the DNN's)."""
+    path = mv.path / file
     if not path.is_file():
         raise InputError(
-            f"model '{mv.name}' version {mv.version} has no calibration.json (trained before "
+            f"model '{mv.name}' version {mv.version} has no {file} (trained before "
             "scores were calibrated): run train again"
         )
     try:

@@ -4,7 +4,12 @@ Open order lines are those bought in the ``H`` days up to the end of ``--as-of``
 returned by then: their label window is still running. Each gets the current model's
 calibrated probability of being returned within ``H`` days of its purchase, a band
 (``returns.risk_bands``), its order's risk (the max over the order's open lines) and the
-features that push its risk up most.
+features that push the DNN's score up most.
+
+The probability comes from the scorer the version was trained and promoted with
+(``returns.score_with`` at train time, kept in its ``params.json``): the DNN, or the
+``ensemble``, the mean of its members' calibrated probabilities (the DNN and the saved MLlib
+models, each with its own calibrator), exactly as train evaluated it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from shopperlake.churn import baselines
 from shopperlake.churn.dnn import predict_column
 from shopperlake.churn.features import FeatureTransform
 from shopperlake.churn.score import calibrated, load_calibrator, load_dnn, risk_band
@@ -59,8 +65,24 @@ def body(ctx: JobContext) -> None:
     lines = transform.apply(open_lines(rows, ctx.as_of, spec.horizon_days)).select(
         "event_id", "order_id", "user_id", "item_id", "ts", "features"
     )
+    params = mv.read_json("params.json")
+    ensemble = params.get("score_with") == "ensemble"
+    members = list(params.get("ensemble") or []) if ensemble else ["dnn"]
+    for algo in members:  # the MLlib members first: they read ``features``
+        if algo != "dnn":
+            model = baselines.load(algo, mv.path / f"{algo}.mllib")
+            lines = baselines.predict(model, lines, f"score_{algo}")
     scored = predict_column(ctx.spark, lines, load_dnn(mv), reasons=transform.output_names)
-    scored = scored.withColumn("probability", calibrated(F.col("score"), load_calibrator(mv)))
+    probabilities = [
+        calibrated(F.col("score"), load_calibrator(mv))
+        if algo == "dnn"
+        else calibrated(F.col(f"score_{algo}"), load_calibrator(mv, f"calibration_{algo}.json"))
+        for algo in members
+    ]
+    if not probabilities:
+        raise InputError(f"model {MODEL} {mv.version}: params.json names no scorer")
+    mean = sum(probabilities[1:], probabilities[0]) / len(probabilities)
+    scored = scored.withColumn("probability", mean)
     out = with_order_risk(scored).select(
         F.lit(ctx.as_of).alias("as_of_date"),
         F.col("event_id").alias("line_id"),

@@ -15,10 +15,15 @@ KEYS = frozenset(
     {
         "horizon_days", "test_days", "validation_share", "split_seed", "item_prior_lines",
         "categorical_features", "vocab_size", "risk_bands", "top_share", "gbt_max_iter",
-        "gbt_class_weights", "calibration", "dnn", "promotion_metric", "sequence",
+        "gbt_class_weights", "calibration", "dnn", "promotion_metric", "sequence", "ensemble",
+        "score_with",
     }
 )  # fmt: skip
 FEATURE_CATEGORICALS = ("country", "day_of_week")
+# scorers the "ensemble" candidate may average (train.py)
+ENSEMBLE_MEMBERS = ("dnn", "gbt", "logreg", "sequence", "blend")
+SCORABLE = ("dnn", "gbt", "logreg")  # the members score (gold.return_risk) can compute
+SCORERS = ("dnn", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,10 @@ class ReturnsSpec:
     dnn: DnnParams = field(default_factory=DnnParams)
     # the sequence-encoder candidate and its blend with the DNN (train.py, seqmodel/heads.py)
     sequence: HeadParams = field(default_factory=HeadParams)
+    # the "ensemble" candidate: mean of these scorers' calibrated probabilities (() = none)
+    ensemble: tuple[str, ...] = ("dnn", "gbt")
+    # the scorer of gold.return_risk, promoted on its test metric: "dnn" or "ensemble"
+    score_with: str = "ensemble"
 
     @property
     def name(self) -> str:
@@ -64,8 +73,9 @@ def returns_spec(cfg: Config) -> ReturnsSpec:
     if any(not 0.0 < v <= 1.0 for v in bands.values()):
         raise ConfigError(f"returns.risk_bands are probabilities in (0, 1], got {bands}")
     spec = ReturnsSpec(
-        **{k: v for k, v in block.items() if k != "categorical_features"},
+        **{k: v for k, v in block.items() if k not in ("categorical_features", "ensemble")},
         categorical_features=tuple(block.get("categorical_features", FEATURE_CATEGORICALS)),
+        ensemble=tuple(str(m) for m in block.get("ensemble", ("dnn", "gbt"))),
         risk_bands=bands or {"high": 0.3, "medium": 0.1},
         calibration=calibration,
         dnn=DnnParams(**dnn_block),
@@ -82,4 +92,42 @@ def returns_spec(cfg: Config) -> ReturnsSpec:
         raise ConfigError(
             f"returns.categorical_features: unknown {wrong} (known: {list(FEATURE_CATEGORICALS)})"
         )
+    check_ensemble(spec)
+    check_scorer(spec)
     return spec
+
+
+def check_ensemble(spec: ReturnsSpec) -> None:
+    members = spec.ensemble
+    if not members:
+        return
+    unknown = [m for m in members if m not in ENSEMBLE_MEMBERS]
+    if unknown:
+        raise ConfigError(
+            f"returns.ensemble: unknown scorer(s) {unknown} (known: {list(ENSEMBLE_MEMBERS)})"
+        )
+    if len(set(members)) != len(members) or len(members) < 2:
+        raise ConfigError(
+            f"returns.ensemble averages two or more distinct scorers, got {list(members)} "
+            "([] leaves the ensemble out)"
+        )
+    if not spec.sequence.enabled and {"sequence", "blend"} & set(members):
+        raise ConfigError(
+            f"returns.ensemble {list(members)} names the sequence head's scores, but "
+            "returns.sequence.enabled is false"
+        )
+
+
+def check_scorer(spec: ReturnsSpec) -> None:
+    if spec.score_with not in SCORERS:
+        raise ConfigError(f"returns.score_with: '{spec.score_with}' is not one of {SCORERS}")
+    if spec.score_with == "ensemble":
+        if not spec.ensemble:
+            raise ConfigError("returns.score_with is ensemble but returns.ensemble is []")
+        unscorable = [m for m in spec.ensemble if m not in SCORABLE]
+        if unscorable:
+            raise ConfigError(
+                f"returns.score_with is ensemble, but score cannot compute {unscorable} "
+                f"(score uses {list(SCORABLE)}): set returns.score_with: dnn or drop them "
+                "from returns.ensemble"
+            )

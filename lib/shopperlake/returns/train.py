@@ -17,6 +17,9 @@ the purchase day, trained on one row per customer and purchase day (label: any o
 lines returned) and scored onto each of that day's lines; and ``blend``, the mean of the DNN's
 and the head's raw scores. Both are calibrated like the others and paired with the DNN; the
 blend is also paired with the head alone.
+
+``ensemble`` (``returns.ensemble``, default the DNN and the GBT) is the mean of its members'
+calibrated probabilities on the same lines, paired with the DNN and with each member.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ SPLITS = ("validation", "test")
 KEY_COLS = ["line_id", "order_id", "user_id", "label"]
 # rule baselines: a feature of the row read as a score (missing history -> the base rate)
 RULES = {"customer_rate": "cust_return_rate", "item_rate": "item_return_rate"}
+ENSEMBLE = "ensemble"
 
 
 def latest_as_of(data: DataFrame) -> dt.date:
@@ -206,14 +210,12 @@ def body(ctx: JobContext) -> None:
             scored["dnn"][split] = (pdf["label"].to_numpy(dtype=int), pdf["score"].to_numpy())
             for algo in RULES:
                 rule_scores[algo][split] = keyed(frames[split], algo)["score"].to_numpy()
-        predicted = baselines.fit_predict(
-            frames["train"], {s: frames[s] for s in SPLITS}, params.seed, spec.gbt_max_iter,
-            spec.gbt_class_weights,
-        )  # fmt: skip
-        for algo, by_split in predicted.items():
+        mllib = baselines.fit(frames["train"], params.seed, spec.gbt_max_iter,
+                              spec.gbt_class_weights)  # fmt: skip
+        for algo, model in mllib.items():
             scored[algo] = {}
-            for split, df in by_split.items():
-                pdf = keyed(df)
+            for split in SPLITS:
+                pdf = keyed(baselines.predict(model, frames[split]))
                 scored[algo][split] = (pdf["label"].to_numpy(dtype=int), pdf["score"].to_numpy())
         head = None
         if spec.sequence.enabled:
@@ -231,6 +233,8 @@ def body(ctx: JobContext) -> None:
                 scored[BLEND][split] = (y, (p_dnn + by_line[split]) / 2.0)
         choices = calibrate(scored, spec.calibration)
         evaluated = calibrated(scored, choices)
+        if spec.ensemble:
+            evaluated[ENSEMBLE] = ensemble(evaluated, spec.ensemble)
         for algo in RULES:
             evaluated[algo] = {s: (scored["dnn"][s][0], rule_scores[algo][s]) for s in SPLITS}
         for split in SPLITS:
@@ -244,11 +248,15 @@ def body(ctx: JobContext) -> None:
         )
         save_version(mv.path, dnn, transform, spec, params, metrics, evaluated, choices,
                      ts_version, as_of, counts, keys["test"], head)  # fmt: skip
+        save_members(mv.path, spec, mllib, choices)
     except BaseException:
         registry.discard(mv)
         raise
-    test_value = metrics["test"]["line"]["dnn"][spec.promotion_metric]
-    promoted, before = registry.promote_if_not_worse(mv, spec.promotion_metric, test_value, 0.0)
+    key = promotion_key(spec)
+    test_value = metrics[key[0]][key[1]][key[2]][spec.promotion_metric]
+    promoted, before = registry.promote_if_not_worse(
+        mv, spec.promotion_metric, test_value, 0.0, key
+    )
     now = dt.datetime.now(dt.UTC)
     rows = [
         row
@@ -279,7 +287,10 @@ def body(ctx: JobContext) -> None:
     data.unpersist()
     verdict = "promoted to current" if promoted else "NOT promoted"
     previous = "" if before is None else f"; previous test {spec.promotion_metric} {before:.4f}"
-    print(f"\nmodel {MODEL} {mv.version} ({verdict}{previous}); training set as of {as_of}")
+    print(
+        f"\nmodel {MODEL} {mv.version} ({verdict} on the {spec.score_with}'s test "
+        f"{spec.promotion_metric} {test_value:.4f}{previous}); training set as of {as_of}"
+    )
     print(report(comparisons))
     ctx.run.rows_read = int(sum(counts.values()))
     ctx.run.rows_written = len(rows)
@@ -294,6 +305,25 @@ def body(ctx: JobContext) -> None:
 Scored = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
 
 
+def promotion_key(spec: ReturnsSpec) -> tuple[str, str, str]:
+    """Where ``metrics.json`` holds the scorer's test figures (the registry compares them)."""
+    return ("test", "line", spec.score_with)
+
+
+def save_members(
+    path: Path, spec: ReturnsSpec, mllib: dict[str, Any], choices: dict[str, Choice]
+) -> None:
+    """What ``score`` needs for the ensemble: each MLlib member (``<algo>.mllib``) and every
+    member's calibrator (``calibration_<algo>.json``; the DNN's is ``calibration.json``)."""
+    if spec.score_with != ENSEMBLE:
+        return
+    for algo in spec.ensemble:
+        if algo in mllib:
+            baselines.save(mllib[algo], path / f"{algo}.mllib")
+        if algo != "dnn":
+            (path / f"calibration_{algo}.json").write_text(choices[algo].calibrator.to_json())
+
+
 def calibrated(scored: Scored, choices: dict[str, Choice]) -> Scored:
     """Calibrated (``<algo>``: out-of-fold on validation) and raw (``<algo>_raw``) scores."""
     out: Scored = {}
@@ -305,6 +335,21 @@ def calibrated(scored: Scored, choices: dict[str, Choice]) -> Scored:
             "test": (y_test, choice.calibrator.apply(p_test)),
         }
         out[algo + RAW] = by_split
+    return out
+
+
+def ensemble(evaluated: Scored, members: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per split, the mean of the ``members``' calibrated probabilities (validation: their
+    out-of-fold ones), which score the same lines in the same order."""
+    missing = [m for m in members if m not in evaluated]
+    if missing:
+        raise InputError(f"returns.ensemble: no scores from {missing} (have {sorted(evaluated)})")
+    out = {}
+    for split in evaluated[members[0]]:
+        y = evaluated[members[0]][split][0]
+        if any(not np.array_equal(evaluated[m][split][0], y) for m in members):
+            raise InputError(f"returns.ensemble: the members' {split} rows differ")
+        out[split] = (y, np.mean([evaluated[m][split][1] for m in members], axis=0))
     return out
 
 
@@ -344,10 +389,15 @@ def measure(
         comparisons["line"] = compare(line_stats, y.size, "dnn", split, settings, users)
         oy, _, order_users = order_level(keys[split], evaluated["dnn"][split][1])
         comparisons["order"] = compare(order_stats, oy.size, "dnn", split, settings, order_users)
-        if BLEND in line_stats and SEQUENCE in line_stats:  # the blend against the head alone
-            pair = {a: line_stats[a] for a in (BLEND, SEQUENCE)}
-            versus = compare(pair, y.size, BLEND, split, settings, users)
-            comparisons[f"line:{BLEND}"] = Comparison(BLEND, split, {}, versus.differences)
+        # the blend against the head alone; the ensemble against each of its members
+        paired = {BLEND: (SEQUENCE,), ENSEMBLE: tuple(spec.ensemble)}
+        for combined, parts in paired.items():
+            if combined in line_stats and all(a in line_stats for a in parts):
+                group = {a: line_stats[a] for a in (combined, *parts)}
+                versus = compare(group, y.size, combined, split, settings, users)
+                comparisons[f"line:{combined}"] = Comparison(
+                    combined, split, {}, versus.differences
+                )
     return metrics, comparisons
 
 
@@ -356,10 +406,11 @@ def report(comparisons: dict[str, Comparison]) -> str:
     for name in ("line", "order"):
         c = comparisons[name]
         parts.append(f"[{name} level]\n" + comparison_table(c, list(c.intervals["dnn"])))
-    if f"line:{BLEND}" in comparisons:
-        names = list(comparisons["line"].intervals["dnn"])
-        blend = comparison_table(comparisons[f"line:{BLEND}"], names)
-        parts.append("[line level, blend]\n" + blend)
+    names = list(comparisons["line"].intervals["dnn"])
+    for combined in (BLEND, ENSEMBLE):
+        if f"line:{combined}" in comparisons:
+            table = comparison_table(comparisons[f"line:{combined}"], names)
+            parts.append(f"[line level, {combined}]\n" + table)
     return "\n".join(parts)
 
 
@@ -370,7 +421,7 @@ def save_version(
     test_keys: pd.DataFrame, head: heads.FittedHead | None = None,
 ) -> None:  # fmt: skip
     dnn.build().save(path / "model.keras")
-    if head is not None:  # the head's weights and item vocabulary (score keeps the DNN)
+    if head is not None:  # the head's weights and item vocabulary (score does not use them)
         np.savez(path / "sequence_head.npz", *head.weights)
         (path / "sequence_items.json").write_text(json.dumps(head.item_ids))
     (path / "transform.json").write_text(transform.to_json())
@@ -386,6 +437,8 @@ def save_version(
                 "calibration": {a: c.calibrator.method for a, c in choices.items()},
                 "dnn": params.__dict__,
                 "sequence": spec.sequence.__dict__,
+                "ensemble": list(spec.ensemble),
+                "score_with": spec.score_with,
                 "sequence_history": head.history if head is not None else None,
                 "code_version": code_version(),
                 "trained_at": dt.datetime.now(dt.UTC).isoformat(),
