@@ -716,7 +716,7 @@ def returns(lake: Lake, registry: Registry, day: dt.date) -> Section:
             top = now.orderBy(F.desc("probability")).limit(10).collect()
             s.add(
                 table(
-                    ["order", "item", "user", "probability", "reasons"],
+                    ["order", "item", "user", "probability", "reasons (the DNN's)"],
                     [
                         (
                             r["order_id"],
