@@ -134,7 +134,7 @@ def steps(args: argparse.Namespace, raw: str) -> list[Step]:
             [*common, *retail, "--test-start", "2011-06-01"],
         ),
         Step(
-            "train returns (Horovod x2, Petastorm; GBT, logreg)",
+            "train returns (Horovod x2, Petastorm; GBT, logreg, their ensemble)",
             train,
             [*common, *retail],
         ),
@@ -397,7 +397,7 @@ def returns_summary(lake: Lake) -> list[str]:
     metrics = ["roc_auc", "pr_auc", "precision_top5pct", "order_roc_auc"]
     out = ["", f"return model {latest} (Online Retail II), test split, value [95 % interval]:"]
     out.append(f"  {'scorer':<15}" + "".join(f"{x:>26}" for x in metrics))
-    for algo in ("dnn", "gbt", "logreg", "customer_rate", "item_rate", "constant"):
+    for algo in ("ensemble", "dnn", "gbt", "logreg", "customer_rate", "item_rate", "constant"):
         row = ""
         for x in metrics:
             r = cells.get((algo, x))
