@@ -10,7 +10,8 @@ and writes to ``gold.model_metrics``.
 
 With ``--sequence`` the train step also fits the sequence-encoder candidate and its blend with
 the DNN (``returns.sequence.enabled``); ``--set KEY=VALUE`` passes more settings to train.
-With ``--reuse`` and either of them, only the train step runs again on the kept lake.
+With ``--reuse`` and either of them, only the train and score steps run again on the kept
+lake (score uses the current version: a retrain that is not promoted leaves it).
 
     .venv/bin/python bench/report_returns_online_retail.py [--reuse] [--sequence]
 """
@@ -70,8 +71,9 @@ def main() -> int:
         ("score", model),
     ]
     seconds: dict[str, float] = {}
-    if args.reuse:  # the lake as it is; train again only when its settings change
-        steps = [s for s in steps if s[0] == "train" and train_sets]
+    if args.reuse:  # the lake as it is; train (and score the current version) again only
+        # when train's settings change
+        steps = [s for s in steps if s[0] in ("train", "score") and train_sets]
     for job, extra in steps:
         started = time.monotonic()
         assert run(job, [*common, *extra], spark=spark) == 0, job
