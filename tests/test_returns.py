@@ -144,6 +144,7 @@ def test_the_ensemble_is_the_mean_of_its_members_calibrated_scores() -> None:
         (["dnn"], "two or more distinct"),
         (["gbt", "gbt"], "two or more distinct"),
         (["dnn", "blend"], "sequence.enabled is false"),
+        ("dnn,gbt", "must be a list of scorers"),  # a YAML string, not a list
     ],
 )
 def test_bad_ensembles_are_named(members: list[str], message: str) -> None:
@@ -151,6 +152,14 @@ def test_bad_ensembles_are_named(members: list[str], message: str) -> None:
         returns_spec(Config("test", {"returns": {"ensemble": members}}))
     bare = returns_spec(Config("test", {"returns": {"ensemble": [], "score_with": "dnn"}}))
     assert bare.ensemble == ()
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True, "32"])
+def test_bad_head_lines_per_row_is_named(value: object) -> None:
+    with pytest.raises(ConfigError, match="returns.sequence.lines_per_row must be an int >= 1"):
+        returns_spec(Config("test", {"returns": {"sequence": {"lines_per_row": value}}}))
+    spec = returns_spec(Config("test", {"returns": {"sequence": {"lines_per_row": 5}}}))
+    assert spec.head_lines_per_row == 5 and spec.sequence.max_len == 50  # the rest is the head's
 
 
 @pytest.mark.parametrize(
@@ -168,46 +177,42 @@ def test_a_scorer_that_score_cannot_compute_is_refused(
         returns_spec(Config("test", {"returns": block}))
 
 
-def test_the_sequence_head_sees_one_row_per_customer_and_day_before_the_purchase(
+def test_the_sequence_head_asks_about_each_line_of_a_day_before_the_purchase(
     spark: SparkSession,
 ) -> None:
     d = dt.datetime
     lines = spark.createDataFrame(
-        [  # line_id, user, purchase time, split, label
-            ("l1", "u1", d(2011, 3, 2, 9), "train", 0),
-            ("l2", "u1", d(2011, 3, 2, 17), "train", 1),  # same day: one row, returned
-            ("l3", "u1", d(2011, 3, 9, 0, 5), "train", 0),
-            ("l4", "u2", d(2011, 3, 2, 12), "validation", 0),
-            ("l5", "u2", d(2011, 3, 2, 23, 59), "validation", 0),
+        [  # line_id, user, item, purchase time, split, label
+            ("l1", "u1", "a", d(2011, 3, 2, 9), "train", 0),
+            ("l2", "u1", "b", d(2011, 3, 2, 17), "train", 1),  # same day: one row
+            ("l0", "u1", "c", d(2011, 3, 2, 18), "train", 0),  # third line: a second chunk
+            ("l3", "u1", "a", d(2011, 3, 9, 0, 5), "train", 0),
+            ("l4", "u2", "a", d(2011, 3, 2, 12), "validation", 0),
+            ("l5", "u2", "c", d(2011, 3, 2, 23, 59), "validation", 1),
         ],
-        "line_id STRING, user_id STRING, ts TIMESTAMP, split STRING, label INT",
+        "line_id STRING, user_id STRING, item_id STRING, ts TIMESTAMP, split STRING, label INT",
     )
-    got = sorted(tuple(r) for r in head_rows(lines).collect())
-    assert got == [  # the history ends the day before the purchase day
-        ("u1", dt.date(2011, 3, 1), "train", 1),
-        ("u1", dt.date(2011, 3, 8), "train", 0),
-        ("u2", dt.date(2011, 3, 1), "validation", 0),
+    got = sorted(tuple(r) for r in head_rows(lines, 2).collect())
+    march = dt.date(2011, 3, 1)  # the history ends the day before the purchase day
+    assert got == [
+        ("u1", march, "train", ["l0", "l1"], ["c", "a"], [0, 0]),  # by line id, 2 a row
+        ("u1", march, "train", ["l2"], ["b"], [1]),
+        ("u1", dt.date(2011, 3, 8), "train", ["l3"], ["a"], [0]),
+        ("u2", march, "validation", ["l4", "l5"], ["a", "c"], [0, 1]),
     ]
-    keys = {"validation": pd.DataFrame({"line_id": ["l4", "l5"]}),
-            "train": pd.DataFrame({"line_id": ["l1", "l2", "l3"]})}  # fmt: skip
-    y = np.array([1, 0])
+    keys = {"validation": pd.DataFrame({"line_id": ["l4", "l5"], "label": [0, 1]})}
     head = FittedHead(
-        {"train": (y, np.array([0.8, 0.3])), "validation": (np.array([0]), np.array([0.6]))},
-        {"train": np.array(["u1", "u1"], dtype=object),
-         "validation": np.array(["u2"], dtype=object)},
-        [], [], {}, 0.0, {},
-        {"train": np.array([dt.date(2011, 3, 1), dt.date(2011, 3, 8)], dtype=object),
-         "validation": np.array([dt.date(2011, 3, 1)], dtype=object)},
+        {"validation": (np.array([0, 1]), np.array([0.2, 0.7]))}, {}, [], [], {}, 0.0, {}, {},
+        {"validation": np.array(["l4", "l5"], dtype=object)},
     )  # fmt: skip
-    by_line = head_line_scores(lines, keys, head)
-    assert by_line["train"].tolist() == [0.8, 0.8, 0.3]  # each line gets its day's score
-    assert by_line["validation"].tolist() == [0.6, 0.6]
-    head.cutoffs["train"] = np.array([dt.date(2011, 3, 1), dt.date(2011, 3, 7)], dtype=object)
-    with pytest.raises(InputError, match="did not score every train purchase day"):
-        head_line_scores(lines, keys, head)
-    keys["train"] = pd.DataFrame({"line_id": ["l1", "l3", "l2"]})
-    with pytest.raises(InputError, match="train lines changed"):
-        head_line_scores(lines, keys, head)
+    assert head_line_scores(keys, head)["validation"].tolist() == [0.2, 0.7]
+    head.ids["validation"] = np.array(["l5", "l4"], dtype=object)
+    with pytest.raises(InputError, match="validation lines differ"):
+        head_line_scores(keys, head)
+    head.ids["validation"] = np.array(["l4", "l5"], dtype=object)
+    head.scores["validation"] = (np.array([1, 0]), np.array([0.2, 0.7]))
+    with pytest.raises(InputError, match="validation labels differ"):
+        head_line_scores(keys, head)
 
 
 # -- end to end on real data ----------------------------------------------------------------
@@ -295,8 +300,8 @@ def test_returns_jobs_end_to_end_on_online_retail(
                                                             ("blend", "sequence")}  # fmt: skip
     preds = pd.read_csv(Registry(Path(lake_root) / "models").get("returns").path
                         / "predictions_test.csv")  # fmt: skip
-    # the head scores a customer's purchase day: every line of an order has the same score
-    assert (preds.groupby("order_id")["sequence_raw"].nunique() == 1).all()
+    # the head scores each line (its item as the query): lines of one order differ
+    assert (preds.groupby("order_id")["sequence_raw"].nunique() > 1).any()
     assert np.allclose(preds["blend_raw"], (preds["dnn_raw"] + preds["sequence_raw"]) / 2)
     assert "ensemble" in auc  # default returns.ensemble: the DNN and the GBT, calibrated
     assert {("ensemble", "dnn"), ("ensemble", "gbt"), ("dnn", "ensemble")} <= {

@@ -298,3 +298,111 @@ def test_candidates_pair_the_same_rows_only() -> None:
     head.users["test"] = np.array(["a", "c", "b"], dtype=object)
     with pytest.raises(InputError, match="sequence head's test rows differ from the DNN's"):
         sequence_candidates(dnn, users, head)
+
+
+QUERY_ROWS = (
+    "user_id STRING, cutoff DATE, split STRING, query_ids ARRAY<STRING>, "
+    "query_items ARRAY<STRING>, query_label_list ARRAY<INT>"
+)
+
+
+def planted_queries(rng: np.random.Generator, users: int, split: str, first: int) -> tuple:
+    """Each user viewed 6 of 30 items before the cutoff; a row asks about 1-4 items, each
+    drawn from the user's history or from the other items with even odds, label 1 iff it is
+    in the history: only a head that sees which item it scores can tell them apart."""
+    events, rows = [], []
+    for n in range(first, first + users):
+        u = f"u{n:05d}"
+        seen = [f"i{int(k)}" for k in rng.choice(30, 6, replace=False)]
+        for k, item in enumerate(seen):
+            ts = dt.datetime.combine(CUTOFF - dt.timedelta(days=6 - k), dt.time(10))
+            events.append((u, f"{u}-{k}", ts, ts.date(), "view", item))
+        unseen = sorted({f"i{k}" for k in range(30)} - set(seen))
+        asked = [str(rng.choice(seen if rng.random() < 0.5 else unseen))
+                 for _ in range(int(rng.integers(1, 5)))]  # fmt: skip
+        rows.append((u, CUTOFF, split, [f"{u}-q{k}" for k in range(len(asked))], asked,
+                     [int(i in seen) for i in asked]))  # fmt: skip
+    return events, rows
+
+
+def test_the_query_head_scores_each_item_against_the_history(spark: SparkSession, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(17)
+    events, rows = [], []
+    for split, users, first in (("train", 1600, 0), ("validation", 400, 1600),
+                                ("test", 600, 2000)):  # fmt: skip
+        e, r = planted_queries(rng, users, split, first)
+        events += e
+        rows += r
+    p = HeadParams(enabled=True, max_len=8, dim=16, blocks=1, heads=1, dropout=0.0, epochs=12,
+                   batch_size=64, learning_rate=0.005, num_proc=2, step="event")  # fmt: skip
+    train_labels = np.concatenate([r[5] for r in rows if r[2] == "train"])
+    head = fit_score(
+        spark, spark.createDataFrame(events, EVENTS), spark.createDataFrame(rows, QUERY_ROWS),
+        p, (tmp_path / "cache").as_uri(), float(train_labels.mean()), ("validation", "test"),
+        queries=4,
+    )  # fmt: skip
+    y, prob = head.scores["test"]
+    want = sorted(
+        (q, label) for r in rows if r[2] == "test" for q, label in zip(r[3], r[5], strict=True)
+    )
+    assert head.ids["test"].tolist() == [q for q, _ in want]  # every query, by id
+    assert y.tolist() == [label for _, label in want]
+    # the reference that ignores the history: the item's positive rate among training queries
+    hits: dict[str, list[int]] = {}
+    for r in rows:
+        if r[2] == "train":
+            for item, label in zip(r[4], r[5], strict=True):
+                hits.setdefault(item, []).append(label)
+    item_of = {q: i for r in rows for q, i in zip(r[3], r[4], strict=True)}
+    item_rate = np.array([np.mean(hits.get(item_of[q], [0.5])) for q, _ in want])
+    head_auc, item_auc = roc_auc(y, prob), roc_auc(y, item_rate)
+    assert item_auc < 0.6 and head_auc >= 0.9, (head_auc, item_auc)
+    assert len(head.item_ids) == 30 and head.users == {} and head.cutoffs == {}
+
+
+def test_too_many_query_items_are_refused_by_name(spark: SparkSession) -> None:
+    rows = spark.createDataFrame(
+        [("u1", CUTOFF, "train", ["a", "b", "c"], ["i1", "i2", "i3"], [0, 1, 0])], QUERY_ROWS
+    )
+    events = spark.createDataFrame([], EVENTS)
+    with pytest.raises(InputError, match="holds 3 query items, more than the 2"):
+        fit_score(spark, events, rows, HeadParams(enabled=True), "file:///nowhere", 0.3,
+                  ("validation", "test"), queries=2)  # fmt: skip
+
+
+def test_executors_score_each_query_as_the_driver_model_does(spark: SparkSession) -> None:
+    import tensorflow as tf
+
+    from shopperlake.seqmodel.heads import build_classifier, probabilities, score_column, vocab_of
+
+    tf.keras.utils.set_random_seed(4)
+    index = {"a": 2, "b": 3, "c": 4}
+    p = HeadParams(max_len=5, dim=8, heads=2)
+    model = build_classifier(vocab_of(index), p, queries=3)  # untrained: any weights will do
+    rng = np.random.default_rng(6)
+    rows = []
+    for n in range(30):
+        steps = int(rng.integers(0, 6))  # 0: a row without events (all padding)
+        pad = [0] * (5 - steps)
+        asked = int(rng.integers(1, 4))
+        rows.append((f"u{n}", pad + rng.integers(1, 5, steps).tolist(),
+                     pad + rng.integers(1, 20, steps).tolist(),
+                     pad + rng.integers(1, AGE_BUCKETS, steps).tolist(),
+                     rng.integers(1, 5, asked).tolist() + [0] * (3 - asked)))  # fmt: skip
+    df = spark.createDataFrame(
+        rows,
+        "user_id STRING, items ARRAY<INT>, types ARRAY<INT>, ages ARRAY<INT>, queries ARRAY<INT>",
+    ).repartition(3)
+    got = (
+        score_column(spark, df, index, p, model.get_weights(), queries=3)
+        .toPandas()
+        .sort_values("user_id")
+    )
+    x = {c: np.array([r[k] for r in rows], np.int32) for k, c in enumerate(
+        ("items", "types", "ages", "queries"), start=1)}  # fmt: skip
+    want = dict(zip([r[0] for r in rows], probabilities(model, x), strict=True))
+    assert np.stack(got["scores"].to_numpy()) == pytest.approx(
+        np.stack([want[u] for u in got["user_id"]]), rel=1e-5, abs=1e-6
+    )
+    # the same history asks about different items: different scores
+    assert len(got) == 30 and np.ptp(np.stack(got["scores"].to_numpy()), axis=1).max() > 0

@@ -46,6 +46,8 @@ class ReturnsSpec:
     dnn: DnnParams = field(default_factory=DnnParams)
     # the sequence-encoder candidate and its blend with the DNN (train.py, seqmodel/heads.py)
     sequence: HeadParams = field(default_factory=HeadParams)
+    # returns.sequence.lines_per_row: a purchase day's lines per head row (more: more rows)
+    head_lines_per_row: int = 32
     # the "ensemble" candidate: mean of these scorers' calibrated probabilities (() = none)
     ensemble: tuple[str, ...] = ("dnn", "gbt")
     # the scorer of gold.return_risk, promoted on its test metric: "dnn" or "ensemble"
@@ -68,18 +70,30 @@ def returns_spec(cfg: Config) -> ReturnsSpec:
     if "hidden" in dnn_block:
         dnn_block["hidden"] = tuple(int(h) for h in dnn_block["hidden"])
     calibration = _calibration(block.pop("calibration", None) or {}, MODEL)
-    sequence = head_params(dict(block.pop("sequence", None) or {}), "returns.sequence")
+    sequence_block = dict(block.pop("sequence", None) or {})
+    lines_per_row = sequence_block.pop("lines_per_row", 32)
+    if isinstance(lines_per_row, bool) or not isinstance(lines_per_row, int) or lines_per_row < 1:
+        raise ConfigError(
+            f"returns.sequence.lines_per_row must be an int >= 1, got {lines_per_row!r}"
+        )
+    sequence = head_params(sequence_block, "returns.sequence")
+    ensemble = block.get("ensemble", ("dnn", "gbt"))
+    if not isinstance(ensemble, list | tuple):
+        raise ConfigError(
+            f"returns.ensemble must be a list of scorers (e.g. [dnn, gbt]), got {ensemble!r}"
+        )
     bands = {str(k): float(v) for k, v in (block.pop("risk_bands", None) or {}).items()}
     if any(not 0.0 < v <= 1.0 for v in bands.values()):
         raise ConfigError(f"returns.risk_bands are probabilities in (0, 1], got {bands}")
     spec = ReturnsSpec(
         **{k: v for k, v in block.items() if k not in ("categorical_features", "ensemble")},
         categorical_features=tuple(block.get("categorical_features", FEATURE_CATEGORICALS)),
-        ensemble=tuple(str(m) for m in block.get("ensemble", ("dnn", "gbt"))),
+        ensemble=tuple(str(m) for m in ensemble),
         risk_bands=bands or {"high": 0.3, "medium": 0.1},
         calibration=calibration,
         dnn=DnnParams(**dnn_block),
         sequence=sequence,
+        head_lines_per_row=lines_per_row,
     )
     if spec.horizon_days < 1 or spec.test_days < 1:
         raise ConfigError("returns.horizon_days and returns.test_days must be >= 1")

@@ -13,10 +13,10 @@ ROC-AUC (an order is returned when any line is; its score is the max over its li
 
 With ``returns.sequence.enabled`` two more candidates join on the same lines: ``sequence``, the
 SASRec encoder (:mod:`shopperlake.seqmodel.heads`) over the customer's events strictly before
-the purchase day, trained on one row per customer and purchase day (label: any of the day's
-lines returned) and scored onto each of that day's lines; and ``blend``, the mean of the DNN's
-and the head's raw scores. Both are calibrated like the others and paired with the DNN; the
-blend is also paired with the head alone.
+the purchase day with each of the day's lines as a query item (one row per customer and
+purchase day, or per ``lines_per_row`` of its lines; a score and a label per line); and
+``blend``, the mean of the DNN's and the head's raw scores. Both are calibrated like the
+others and paired with the DNN; the blend is also paired with the head alone.
 
 ``ensemble`` (``returns.ensemble``, default the DNN and the GBT) is the mean of its members'
 calibrated probabilities on the same lines, paired with the DNN and with each member.
@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from shopperlake.churn import baselines
 from shopperlake.churn.dnn import TrainedDnn, predict_column, train_dnn
@@ -107,38 +108,46 @@ def order_level(keys: pd.DataFrame, p: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return g["label"].to_numpy(dtype=int), g["score"].to_numpy(dtype=float), g["user_id"].to_numpy()
 
 
-def head_rows(data: DataFrame) -> DataFrame:
-    """(user_id, cutoff, split, label) rows of the sequence head: one per customer and purchase
-    day, ``cutoff`` the day before (the history ends with it, strictly before the purchase day,
-    like the line features), ``label`` 1 when any of the day's lines is returned."""
-    return data.groupBy("user_id", F.date_sub(F.to_date("ts"), 1).alias("cutoff"), "split").agg(
-        F.max("label").alias("label")
+def head_rows(data: DataFrame, lines_per_row: int) -> DataFrame:
+    """The sequence head's rows (user_id, cutoff, split, query_ids, query_items,
+    query_label_list): a customer's purchase-day lines (ids, items, labels, by line id) in
+    chunks of at most ``lines_per_row``, each chunk with the customer's history up to
+    ``cutoff``, the day before the purchase day (strictly before it, like the line
+    features)."""
+    keys = ["user_id", "cutoff", "split"]
+    lines = data.select(
+        "line_id", "item_id", "label", "user_id", "split",
+        F.date_sub(F.to_date("ts"), 1).alias("cutoff"),
+    )  # fmt: skip
+    n = F.row_number().over(Window.partitionBy(*keys).orderBy("line_id")) - 1
+    chunked = lines.withColumn("chunk", F.floor(n / lines_per_row))
+    ordered = F.sort_array(F.collect_list(F.struct("line_id", "item_id", "label")))
+    return (
+        chunked.groupBy(*keys, "chunk")
+        .agg(ordered.alias("q"))
+        .select(
+            *keys,
+            F.col("q.line_id").alias("query_ids"),
+            F.col("q.item_id").alias("query_items"),
+            F.col("q.label").alias("query_label_list"),
+        )
     )
 
 
 def head_line_scores(
-    data: DataFrame, keys: dict[str, pd.DataFrame], head: heads.FittedHead
+    keys: dict[str, pd.DataFrame], head: heads.FittedHead
 ) -> dict[str, np.ndarray]:
-    """Per split, the head's raw score of each line's (customer, purchase day) row, in the
-    lines' order of ``keys`` (by line id)."""
+    """Per split, the head's raw score of each line, in the lines' order of ``keys`` (by line
+    id); the head must have scored exactly those lines, with the same labels."""
     out = {}
     for split, key in keys.items():
-        lines: pd.DataFrame = (
-            data.where(F.col("split") == split)
-            .select("line_id", "user_id", F.date_sub(F.to_date("ts"), 1).alias("cutoff"))
-            .orderBy("line_id")
-            .toPandas()
-        )
-        if not lines["line_id"].equals(key["line_id"].reset_index(drop=True)):
-            raise InputError(f"the {split} lines changed while the sequence head trained")
-        days = pd.DataFrame(
-            {"user_id": head.users[split], "cutoff": head.cutoffs[split],
-             "p": head.scores[split][1]}
-        )  # fmt: skip
-        merged = lines.merge(days, on=["user_id", "cutoff"], how="left", validate="many_to_one")
-        if merged["p"].isna().any():
-            raise InputError(f"the sequence head did not score every {split} purchase day")
-        out[split] = merged["p"].to_numpy(dtype=float)
+        ids = head.ids.get(split)
+        if ids is None or not np.array_equal(ids, key["line_id"].to_numpy(dtype=object)):
+            raise InputError(f"the sequence head's {split} lines differ from the scored lines")
+        labels, p = head.scores[split]
+        if not np.array_equal(labels, key["label"].to_numpy(dtype=int)):
+            raise InputError(f"the sequence head's {split} labels differ from the scored lines")
+        out[split] = p
     return out
 
 
@@ -219,14 +228,12 @@ def body(ctx: JobContext) -> None:
                 scored[algo][split] = (pdf["label"].to_numpy(dtype=int), pdf["score"].to_numpy())
         head = None
         if spec.sequence.enabled:
-            days = head_rows(data).cache()
-            day_rate = days.where("split = 'train'").agg(F.avg("label").alias("r")).collect()[0].r
+            day_rows = head_rows(data, spec.head_lines_per_row)
             head = heads.fit_score(
-                spark, lake.read("bronze.events"), days, spec.sequence, str(cache_dir),
-                float(day_rate), SPLITS,
+                spark, lake.read("bronze.events"), day_rows, spec.sequence, str(cache_dir),
+                pos_rate, SPLITS, queries=spec.head_lines_per_row,
             )  # fmt: skip
-            days.unpersist()
-            by_line = head_line_scores(data, keys, head)
+            by_line = head_line_scores(keys, head)
             scored[SEQUENCE], scored[BLEND] = {}, {}
             for split, (y, p_dnn) in scored["dnn"].items():
                 scored[SEQUENCE][split] = (y, by_line[split])

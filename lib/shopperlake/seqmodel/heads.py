@@ -23,10 +23,18 @@ data 50 events are the last one or two orders). Each step is
 
 The head is trained with the DNN's balanced class weights; its raw outputs, like the DNN's,
 are calibrated by the training job.
+
+**Query items** (``queries > 0`` in :func:`fit_score`, the return head): a row also carries up
+to ``queries`` items to score, e.g. the lines of a customer's purchase day, each with its own
+label. Each query item's embedding (the encoder's item table) attends over the history
+(cross-attention: does the customer's past hold this item or ones like it?) and a small dense
+layer reads [item, attended history, last position, item × last position] into one logit per
+query. The encoder runs once per row, not once per line, and padding queries carry weight 0.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -51,6 +59,7 @@ AGE_BUCKETS = 16  # 0 padding, 1 the cutoff day, ..., 15: 2^13 days and older
 COUNT_BUCKETS = 6  # events in a step: 1, 2-3, 4-7, 8-15, 16-31, 32 and more
 STEPS = ("event", "day")
 ARRAYS = ("items", "types", "ages")
+QUERY_ARRAYS = ("queries", "query_labels", "query_weights")  # right-padded, length ``queries``
 
 
 @dataclass(frozen=True)
@@ -202,11 +211,14 @@ def type_token(funnel: Column, count: Column) -> Column:
     return funnel + 1 + (len(FUNNEL) + 1) * count_bucket(count)
 
 
-def item_index(labelled: DataFrame, max_items: int) -> dict[str, int]:
-    """The ``max_items`` most frequent item ids of ``labelled``'s ``item_ids`` (count
-    descending, then id) → 2, 3, ..."""
+def item_index(
+    labelled: DataFrame, max_items: int, columns: Sequence[str] = ("item_ids",)
+) -> dict[str, int]:
+    """The ``max_items`` most frequent item ids of ``labelled``'s array ``columns`` together
+    (count descending, then id) → 2, 3, ..."""
+    ids = F.flatten(F.array(*(F.coalesce(c, F.array().cast("array<string>")) for c in columns)))
     top = (
-        labelled.select(F.explode("item_ids").alias("item_id"))
+        labelled.select(F.explode(ids).alias("item_id"))
         .where(F.col("item_id").isNotNull())
         .groupBy("item_id")
         .count()
@@ -243,17 +255,49 @@ def with_arrays(labelled: DataFrame, index: dict[str, int], max_len: int) -> Dat
     )
 
 
+def with_queries(
+    labelled: DataFrame, index: dict[str, int], queries: int, weights: tuple[float, float]
+) -> DataFrame:
+    """``labelled`` (with ``query_items`` and ``query_label_list``, arrays of at most
+    ``queries``) plus the right-padded model arrays of length ``queries``: ``queries`` (item
+    index, ``OTHER`` outside the vocabulary, 0 padding), ``query_labels`` and
+    ``query_weights`` (``weights[label]``, the class weights; 0 for padding)."""
+    lookup = F.create_map(*(F.lit(v) for kv in index.items() for v in kv))
+    pad = queries - F.size("query_items")
+    other = F.lit(OTHER)
+
+    def padded(values: Column, fill: Any) -> Column:
+        return F.concat(values, F.array_repeat(F.lit(fill), pad))
+
+    item = (lambda i: F.coalesce(lookup[i], other)) if index else (lambda i: other)
+    negative, positive = weights
+    return labelled.withColumns(
+        {
+            "queries": padded(F.transform("query_items", item), 0),
+            "query_labels": padded(F.transform("query_label_list", lambda y: y.cast("float")),
+                                   0.0),
+            "query_weights": padded(
+                F.transform("query_label_list", lambda y: F.when(y == 1, positive)
+                            .otherwise(negative).cast("float")), 0.0),
+        }
+    )  # fmt: skip
+
+
 def vocab_of(index: dict[str, int]) -> Vocab:
     items = OTHER + len(index)
     return Vocab(items, (len(FUNNEL) + 1) * COUNT_BUCKETS, np.zeros(items + 1, np.int32))
 
 
-def build_classifier(vocab: Vocab, p: HeadParams) -> Any:
+def build_classifier(vocab: Vocab, p: HeadParams, queries: int = 0) -> Any:
     """Keras model ``{"items", "types", "ages"}`` (B, T <= max_len) → (B, 1) logits: the
-    encoder's state at the last position through one dense unit."""
+    encoder's state at the last position through one dense unit. With ``queries > 0`` the
+    inputs also hold ``"queries"`` (B, queries) and the output is (B, queries, 1), one logit
+    per query item (see the module)."""
     import tensorflow as tf
 
     encoder = sasrec.build_model(vocab, p.encoder(), ages=AGE_BUCKETS)
+    if queries:
+        return _query_head(encoder, p, queries)
 
     class SequenceHead(tf.keras.Model):
         def __init__(self) -> None:
@@ -270,39 +314,81 @@ def build_classifier(vocab: Vocab, p: HeadParams) -> Any:
     return model
 
 
+def _query_head(encoder: Any, p: HeadParams, queries: int) -> Any:
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+
+    class QueryHead(tf.keras.Model):
+        def __init__(self) -> None:
+            super().__init__(name="sequence_query_head")
+            self.encoder = encoder
+            self.cross = layers.MultiHeadAttention(
+                p.heads, p.dim // p.heads, dropout=p.dropout, name="item_query"
+            )
+            self.mix = layers.Dense(p.dim, activation="relu", name="mix")
+            self.drop = layers.Dropout(p.dropout)
+            self.logit = layers.Dense(1, name="logit", dtype="float32")
+
+        def call(self, inputs: Any, training: bool | None = None) -> Any:
+            h = self.encoder.encode(inputs, training=training)  # (B, T, d)
+            q = self.encoder.item_emb(inputs["queries"]) * math.sqrt(p.dim)  # (B, K, d)
+            shape = tf.shape(inputs["queries"])
+            valid = tf.broadcast_to((inputs["items"] > 0)[:, None, :],
+                                    [shape[0], shape[1], tf.shape(h)[1]])  # fmt: skip
+            seen = self.cross(q, h, attention_mask=valid, training=training)
+            last = tf.broadcast_to(h[:, -1:, :], tf.shape(q))
+            z = tf.concat([q, seen, q * seen, last, q * last], axis=-1)
+            return self.logit(self.drop(self.mix(z), training=training))
+
+    model = QueryHead()
+    x = sasrec.dummy(p.max_len, ages=True)
+    model({**x, "queries": np.zeros((1, queries), np.int32)}, training=False)
+    return model
+
+
 def probabilities(model: Any, x: dict[str, np.ndarray], rows: int = 4096) -> np.ndarray:
-    """Sigmoid of the head's logits, in batches; columns that are padding in a whole batch
-    are dropped first (the encoder masks padding, so the result is the same)."""
+    """Sigmoid of the head's logits, in batches: (rows,), or (rows, queries) with query
+    items; history columns that are padding in a whole batch are dropped first (the encoder
+    masks padding, so the result is the same)."""
     out = []
     for start in range(0, len(x["items"]), rows):
         batch = {k: v[start : start + rows] for k, v in x.items()}
         used = np.flatnonzero((batch["items"] > 0).any(axis=0))
         first = int(used[0]) if len(used) else batch["items"].shape[1] - 1
-        trimmed = {k: np.ascontiguousarray(v[:, first:]) for k, v in batch.items()}
-        out.append(np.asarray(model(trimmed, training=False), np.float64)[:, 0])
+        trimmed = {k: np.ascontiguousarray(v[:, first:] if k in ARRAYS else v)
+                   for k, v in batch.items()}  # fmt: skip
+        out.append(np.asarray(model(trimmed, training=False), np.float64)[..., 0])
     logits = np.concatenate(out) if out else np.zeros(0)
     return 1.0 / (1.0 + np.exp(-logits))
 
 
 def score_column(
     spark: SparkSession, df: DataFrame, index: dict[str, int], p: HeadParams,
-    weights: list[np.ndarray], rows: int = 4096,
+    weights: list[np.ndarray], rows: int = 4096, queries: int = 0,
 ) -> DataFrame:  # fmt: skip
     """``df`` (with the ``items``, ``types``, ``ages`` arrays of :func:`with_arrays`, built
     with ``index``) plus ``score``, the head's probability, computed on the executors: the
     weights are broadcast once, the model is built once per Python worker and scores Arrow
-    batches through ``mapInPandas`` (nothing but the scores reaches the driver)."""
-    from pyspark.sql.types import DoubleType, StructField, StructType
+    batches through ``mapInPandas`` (nothing but the scores reaches the driver). With
+    ``queries > 0`` ``df`` also holds the ``queries`` array of :func:`with_queries` and the
+    new column is ``scores``, one probability per query slot (padding slots included)."""
+    from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
     payload = spark.sparkContext.broadcast((dict(index), p, weights))
     key = f"head-{id(weights)}-{time.time_ns()}"
-    schema = StructType([*df.schema.fields, StructField("score", DoubleType(), True)])
-    length = p.max_len
+    out = (
+        StructField("scores", ArrayType(DoubleType()), True)
+        if queries
+        else StructField("score", DoubleType(), True)
+    )
+    schema = StructType([*df.schema.fields, out])
+    widths = {c: p.max_len for c in ARRAYS} | ({"queries": queries} if queries else {})
 
     def score(batches: Any) -> Any:
         def build() -> Any:
             item_index_, params, values = payload.value
-            model = build_classifier(vocab_of(item_index_), params)
+            model = build_classifier(vocab_of(item_index_), params, queries)
             model.set_weights(values)
             return model
 
@@ -311,23 +397,26 @@ def score_column(
             if len(pdf) == 0:
                 continue
             x = {
-                c: np.stack(pdf[c].to_numpy()).astype(np.int32).reshape(len(pdf), length)
-                for c in ARRAYS
+                c: np.stack(pdf[c].to_numpy()).astype(np.int32).reshape(len(pdf), width)
+                for c, width in widths.items()
             }
-            pdf["score"] = probabilities(model, x, rows)
+            prob = probabilities(model, x, rows)
+            pdf[out.name] = list(prob) if queries else prob
             yield pdf
 
     return df.mapInPandas(score, schema)
 
 
-def task(vocab: Vocab, p: HeadParams) -> runner.KerasTask:
+def task(vocab: Vocab, p: HeadParams, queries: int = 0) -> runner.KerasTask:
     """The head's part of the shared Horovod fit: rows of wide ``items_i``, ``types_i``,
-    ``ages_i`` columns, ``label`` and ``weight``; early stopping on the validation ROC-AUC
-    (the best epoch's weights are kept), like the DNN."""
+    ``ages_i`` columns, ``label`` and ``weight`` (with ``queries > 0``: wide ``queries_i``,
+    ``query_labels_i`` and ``query_weights_i`` instead of the last two: the loss and the
+    ROC-AUC are over the query slots, padding at weight 0); early stopping on the validation
+    ROC-AUC (the best epoch's weights are kept), like the DNN."""
     length = p.max_len
 
     def build() -> tuple[Any, None]:
-        return build_classifier(vocab, p), None
+        return build_classifier(vocab, p, queries), None
 
     def compile_args() -> dict[str, Any]:
         import tensorflow as tf
@@ -351,10 +440,17 @@ def task(vocab: Vocab, p: HeadParams) -> runner.KerasTask:
         import tensorflow as tf
 
         names = {c: petastorm_io.wide_names(c, length) for c in ARRAYS}
+        if queries:
+            names["queries"] = petastorm_io.wide_names("queries", queries)
+        targets = {c: petastorm_io.wide_names(c, queries) for c in QUERY_ARRAYS[1:]}
 
         @tf.autograph.experimental.do_not_convert
         def to_inputs(batch: Any) -> tuple[dict[str, Any], Any, Any]:
             x = {c: tf.cast(petastorm_io.stack(batch, n), tf.int32) for c, n in names.items()}
+            if queries:  # (B, K, 1): one loss term per query slot, weighted
+                y, w = (tf.cast(petastorm_io.stack(batch, n), tf.float32)[:, :, None]
+                        for n in targets.values())  # fmt: skip
+                return x, y, w
             y = tf.reshape(tf.cast(batch.label, tf.float32), (-1, 1))
             return x, y, tf.cast(batch.weight, tf.float32)
 
@@ -370,7 +466,8 @@ def task(vocab: Vocab, p: HeadParams) -> runner.KerasTask:
 class FittedHead:
     """Raw probabilities per split (``(label, p)`` in (cutoff, user_id) order, the order of
     ``churn.train.collect_scores``; ``users`` and ``cutoffs``: the rows' keys in that order),
-    the weights and the vocabulary."""
+    the weights and the vocabulary. With query items the scores are per query, in the order
+    of their ids (``ids``), and ``users``/``cutoffs`` are empty."""
 
     scores: dict[str, tuple[np.ndarray, np.ndarray]]
     users: dict[str, np.ndarray]
@@ -380,6 +477,10 @@ class FittedHead:
     seconds: float
     rows_without_events: dict[str, int]
     cutoffs: dict[str, np.ndarray] = field(default_factory=dict)
+    ids: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+QUERY_COLUMNS = ("query_ids", "query_items", "query_label_list")
 
 
 def fit_score(
@@ -390,6 +491,7 @@ def fit_score(
     cache_dir: str,
     pos_rate: float,
     splits: Sequence[str],
+    queries: int = 0,
 ) -> FittedHead:
     """Fit on ``rows``' train split (validation for Keras' metrics) and score ``splits``.
 
@@ -397,47 +499,79 @@ def fit_score(
     (each row reads only its user's events up to the end of its cutoff day). The histories and
     the model's arrays are built on the executors and reach Horovod through Petastorm; the
     rows of ``splits`` are scored there too (:func:`score_column`): only the item index and
-    the scores are collected."""
+    the scores are collected.
+
+    With ``queries > 0`` a row holds query items instead of a label: ``query_ids`` (unique
+    keys), ``query_items`` and ``query_label_list`` (0/1), arrays of at most ``queries``;
+    ``pos_rate`` is then the training queries' positive rate and every query gets a score."""
     if not 0.0 < pos_rate < 1.0:  # the class weights 0.5 / rate and 0.5 / (1 - rate)
         raise InputError(
             f"sequence head: the training rows' positive rate is {pos_rate}: every training "
             "row has the same label, so there is nothing to learn; rebuild the training set "
             "with another --as-of/--test-start or more data"
         )
-    keyed = rows.select("user_id", "cutoff", "split", "label")
+    keyed = rows.select("user_id", "cutoff", "split", *(QUERY_COLUMNS if queries else ["label"]))
+    if queries:
+        longest = keyed.agg(F.max(F.size("query_ids")).alias("n")).first()
+        if longest is not None and (longest.n or 0) > queries:
+            raise InputError(
+                f"sequence head: a row holds {longest.n} query items, more than the "
+                f"{queries} the head takes: split such rows"
+            )
     labelled = keyed.join(
         histories(events, keyed, p.max_len, p.step), ["user_id", "cutoff"], "left"
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        index = item_index(labelled.where(F.col("split") == "train"), p.max_items)
+        item_columns = ("item_ids", "query_items") if queries else ("item_ids",)
+        index = item_index(labelled.where(F.col("split") == "train"), p.max_items, item_columns)
         vocab = vocab_of(index)
         x = with_arrays(labelled, index, p.max_len)
-        weight = F.when(F.col("label") == 1, 0.5 / pos_rate).otherwise(0.5 / (1.0 - pos_rate))
+        class_weights = (0.5 / (1.0 - pos_rate), 0.5 / pos_rate)
+        widths = {c: p.max_len for c in ARRAYS}
+        if queries:
+            x = with_queries(x, index, queries, class_weights)
+            targets: list[str | Column] = list(QUERY_ARRAYS)
+            widths |= dict.fromkeys(QUERY_ARRAYS, queries)
+        else:
+            weight = F.when(F.col("label") == 1, class_weights[1]).otherwise(class_weights[0])
+            targets = [F.col("label").cast("float"), weight.cast("float").alias("weight")]
 
         def frame(split: str) -> DataFrame:
-            return x.where(F.col("split") == split).select(
-                *ARRAYS, F.col("label").cast("float"), weight.cast("float").alias("weight")
-            )
+            return x.where(F.col("split") == split).select(*ARRAYS, *targets)
 
         started = time.monotonic()
         fitted = runner.fit(
-            spark, frame("train"), {c: p.max_len for c in ARRAYS}, task(vocab, p),
-            p.distributed(), cache_dir, validation=frame(splits[0]), what="sequence head",
+            spark, frame("train"), widths, task(vocab, p, queries), p.distributed(), cache_dir,
+            validation=frame(splits[0]), what="sequence head",
         )  # fmt: skip
-        scores, users, cutoffs = {}, {}, {}
+        scores, users, cutoffs, ids = {}, {}, {}, {}
         for s in splits:
-            rows_of_split = x.where(F.col("split") == s).select(
-                "user_id", "cutoff", "label", *ARRAYS
-            )
-            part: pd.DataFrame = (
-                score_column(spark, rows_of_split, index, p, fitted.value)
-                .select("user_id", "cutoff", "label", "score")
-                .orderBy("cutoff", "user_id")
-                .toPandas()
-            )
+            of_split = x.where(F.col("split") == s)
+            if queries:
+                per_query = F.explode(F.arrays_zip("query_ids", "query_label_list", "scores"))
+                part: pd.DataFrame = (
+                    score_column(spark, of_split.select(*QUERY_COLUMNS, *ARRAYS, "queries"),
+                                 index, p, fitted.value, queries=queries)
+                    .withColumn("scores", F.slice("scores", 1, F.size("query_ids")))
+                    .select(per_query.alias("q"))
+                    .select(F.col("q.query_ids").alias("id"),
+                            F.col("q.query_label_list").alias("label"),
+                            F.col("q.scores").alias("score"))
+                    .orderBy("id")
+                    .toPandas()
+                )  # fmt: skip
+                ids[s] = part["id"].to_numpy(dtype=object)
+            else:
+                part = (
+                    score_column(spark, of_split.select("user_id", "cutoff", "label", *ARRAYS),
+                                 index, p, fitted.value)
+                    .select("user_id", "cutoff", "label", "score")
+                    .orderBy("cutoff", "user_id")
+                    .toPandas()
+                )  # fmt: skip
+                users[s] = part["user_id"].to_numpy(dtype=object)
+                cutoffs[s] = part["cutoff"].to_numpy(dtype=object)
             scores[s] = (part["label"].to_numpy(dtype=int), part["score"].to_numpy(dtype=float))
-            users[s] = part["user_id"].to_numpy(dtype=object)
-            cutoffs[s] = part["cutoff"].to_numpy(dtype=object)
         counts = labelled.groupBy("split").agg(
             F.sum(F.col("item_ids").isNull().cast("int")).alias("n")
         )
@@ -447,4 +581,6 @@ def fit_score(
         labelled.unpersist()
     item_ids = sorted(index, key=index.__getitem__)
     took = time.monotonic() - started
-    return FittedHead(scores, users, fitted.value, item_ids, fitted.history, took, empty, cutoffs)
+    return FittedHead(
+        scores, users, fitted.value, item_ids, fitted.history, took, empty, cutoffs, ids
+    )
