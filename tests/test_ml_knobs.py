@@ -263,6 +263,7 @@ KNOBS: dict[str, tuple[str, str]] = {
     "sequence.step": ("event|day", "sequence"),
     "sequence.patience": ("5", "sequence"),
     "sequence.precision": ("mixed_float16", "sequence"),
+    "sequence.next_item_weight": ("0.5", "sequence"),
 }
 
 

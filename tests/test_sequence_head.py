@@ -92,6 +92,8 @@ def test_bad_sequence_settings_are_named() -> None:
         head_params({"enabled": "yes"}, where)
     with pytest.raises(ConfigError, match="sequence.step must be one of event, day, got 'week'"):
         head_params({"step": "week"}, where)
+    with pytest.raises(ConfigError, match="sequence.next_item_weight must be >= 0, got -0.5"):
+        head_params({"next_item_weight": -0.5}, where)
     assert head_params({"dropout": 0, "enabled": True}, where) == HeadParams(
         enabled=True, dropout=0.0
     )
@@ -333,8 +335,11 @@ def test_the_query_head_scores_each_item_against_the_history(spark: SparkSession
         e, r = planted_queries(rng, users, split, first)
         events += e
         rows += r
+    # multi-task too: the next-item loss of these random views cannot fall below log(30), so
+    # the query must still be learnt through the head's loss
     p = HeadParams(enabled=True, max_len=8, dim=16, blocks=1, heads=1, dropout=0.0, epochs=12,
-                   batch_size=64, learning_rate=0.005, num_proc=2, step="event")  # fmt: skip
+                   batch_size=64, learning_rate=0.005, num_proc=2, step="event",
+                   next_item_weight=0.5)  # fmt: skip
     train_labels = np.concatenate([r[5] for r in rows if r[2] == "train"])
     head = fit_score(
         spark, spark.createDataFrame(events, EVENTS), spark.createDataFrame(rows, QUERY_ROWS),
@@ -358,6 +363,8 @@ def test_the_query_head_scores_each_item_against_the_history(spark: SparkSession
     head_auc, item_auc = roc_auc(y, prob), roc_auc(y, item_rate)
     assert item_auc < 0.6 and head_auc >= 0.9, (head_auc, item_auc)
     assert len(head.item_ids) == 30 and head.users == {} and head.cutoffs == {}
+    # the encoder's own loss was trained and watched (Horovod averages it over the ranks)
+    assert min(head.history["next_item_loss"]) > 0 and head.history["val_next_item_loss"]
 
 
 def test_too_many_query_items_are_refused_by_name(spark: SparkSession) -> None:
@@ -406,3 +413,29 @@ def test_executors_score_each_query_as_the_driver_model_does(spark: SparkSession
     )
     # the same history asks about different items: different scores
     assert len(got) == 30 and np.ptp(np.stack(got["scores"].to_numpy()), axis=1).max() > 0
+
+
+def test_the_next_item_loss_by_hand() -> None:
+    import tensorflow as tf
+
+    from shopperlake.seqmodel.heads import next_item_loss
+
+    class Table:  # the encoder's item table: padding 0, items 1..3
+        item_emb = tf.keras.layers.Embedding(4, 2)
+
+    Table.item_emb.build((None,))
+    table = np.array([[9.0, 9.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
+    Table.item_emb.set_weights([table])
+    items = np.array([[0, 2, 3], [1, 3, 2]], np.int32)  # row 0: left padding
+    h = np.array([[[5.0, 5.0], [1.0, 0.0], [0.0, 0.0]],
+                  [[0.0, 2.0], [2.0, 0.0], [7.0, 7.0]]], np.float32)  # fmt: skip
+
+    def ce(state: list[float], target: int) -> float:  # softmax over items 1..3 only
+        logits = table[1:] @ np.array(state)
+        return float(np.log(np.exp(logits).sum()) - logits[target - 1])
+
+    # steps whose next step is an item, both real: (0, 1) -> 3, (1, 0) -> 3, (1, 1) -> 2;
+    # (0, 0) is padding, and a last step has no next one
+    want = (ce([1, 0], 3) + ce([0, 2], 3) + ce([2, 0], 2)) / 3
+    got = float(next_item_loss(Table, tf.constant(h), tf.constant(items)))
+    assert got == pytest.approx(want, rel=1e-6)

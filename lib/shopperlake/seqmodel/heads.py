@@ -84,6 +84,7 @@ class HeadParams:
     max_items: int = 100  # items with their own embedding (the most frequent ones)
     step: str = "day"  # a step of the sequence: one event, or one day with events
     patience: int = 3  # epochs without a better validation ROC-AUC before the fit stops
+    next_item_weight: float = 0.0  # multi-task: weight of the encoder's next-item loss
 
     def encoder(self) -> SasRecParams:
         """The encoder's settings: every field the two share, by name (``max_items`` is not
@@ -115,6 +116,8 @@ def head_params(block: dict[str, Any], where: str) -> HeadParams:
     for key in ("max_len", "max_items", "patience"):
         if getattr(p, key) < 1:
             raise ConfigError(f"{where}.{key} must be >= 1, got {getattr(p, key)}")
+    if p.next_item_weight < 0:
+        raise ConfigError(f"{where}.next_item_weight must be >= 0, got {p.next_item_weight}")
     if p.step not in STEPS:
         raise ConfigError(f"{where}.step must be one of {', '.join(STEPS)}, got {p.step!r}")
     # the encoder's own checks (dim, heads, dropout, precision, ...); one step is enough here
@@ -292,37 +295,68 @@ def build_classifier(vocab: Vocab, p: HeadParams, queries: int = 0) -> Any:
     """Keras model ``{"items", "types", "ages"}`` (B, T <= max_len) → (B, 1) logits: the
     encoder's state at the last position through one dense unit. With ``queries > 0`` the
     inputs also hold ``"queries"`` (B, queries) and the output is (B, queries, 1), one logit
-    per query item (see the module)."""
-    import tensorflow as tf
-
-    encoder = sasrec.build_model(vocab, p.encoder(), ages=AGE_BUCKETS)
-    if queries:
-        return _query_head(encoder, p, queries)
-
-    class SequenceHead(tf.keras.Model):
-        def __init__(self) -> None:
-            super().__init__(name="sequence_head")
-            self.encoder = encoder
-            # float32 under a mixed-precision policy too: the loss needs float32 logits
-            self.logit = tf.keras.layers.Dense(1, name="logit", dtype="float32")
-
-        def call(self, inputs: Any, training: bool | None = None) -> Any:
-            return self.logit(self.encoder.encode(inputs, training=training)[:, -1, :])
-
-    model = SequenceHead()
-    model(sasrec.dummy(p.max_len, ages=True), training=False)
-    return model
-
-
-def _query_head(encoder: Any, p: HeadParams, queries: int) -> Any:
+    per query item (see the module). With ``p.next_item_weight > 0`` training adds the
+    encoder's own next-item loss (:func:`next_item_loss`) times that weight to the head's
+    (multi-task); validation and scoring are the head's alone."""
     import tensorflow as tf
 
     layers = tf.keras.layers
+    encoder = sasrec.build_model(vocab, p.encoder(), ages=AGE_BUCKETS)
 
-    class QueryHead(tf.keras.Model):
-        def __init__(self) -> None:
-            super().__init__(name="sequence_query_head")
+    class Head(tf.keras.Model):
+        def __init__(self, name: str) -> None:
+            super().__init__(name=name)
             self.encoder = encoder
+            # not an attribute Keras tracks: its variables stay out of get_weights()
+            object.__setattr__(self, "next_item", tf.keras.metrics.Mean(name="next_item_loss"))
+
+        def read(self, inputs: Any, h: Any, training: bool | None) -> Any:
+            raise NotImplementedError
+
+        def call(self, inputs: Any, training: bool | None = None) -> Any:
+            return self.read(inputs, self.encoder.encode(inputs, training=training), training)
+
+        @property
+        def metrics(self) -> list[Any]:
+            extra = [self.next_item] if p.next_item_weight else []
+            return [*super().metrics, *extra]
+
+        def train_step(self, data: Any) -> Any:
+            if not p.next_item_weight:
+                return super().train_step(data)
+            x, y, sw = tf.keras.utils.unpack_x_y_sample_weight(data)
+            with tf.GradientTape() as tape:
+                h = self.encoder.encode(x, training=True)
+                out = self.read(x, h, training=True)
+                nxt = next_item_loss(self.encoder, h, x["items"])
+                loss = self.compute_loss(x, y, out, sw) + p.next_item_weight * nxt
+            # a LossScaleOptimizer (mixed_float16) scales the loss inside minimize
+            self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+            self.next_item.update_state(nxt)
+            return self.compute_metrics(x, y, out, sw)
+
+        def test_step(self, data: Any) -> Any:
+            if not p.next_item_weight:
+                return super().test_step(data)
+            x, y, sw = tf.keras.utils.unpack_x_y_sample_weight(data)
+            h = self.encoder.encode(x, training=False)
+            out = self.read(x, h, training=False)
+            self.compute_loss(x, y, out, sw)
+            self.next_item.update_state(next_item_loss(self.encoder, h, x["items"]))
+            return self.compute_metrics(x, y, out, sw)
+
+    class SequenceHead(Head):
+        def __init__(self) -> None:
+            super().__init__("sequence_head")
+            # float32 under a mixed-precision policy too: the loss needs float32 logits
+            self.logit = layers.Dense(1, name="logit", dtype="float32")
+
+        def read(self, inputs: Any, h: Any, training: bool | None) -> Any:
+            return self.logit(h[:, -1, :])
+
+    class QueryHead(Head):
+        def __init__(self) -> None:
+            super().__init__("sequence_query_head")
             self.cross = layers.MultiHeadAttention(
                 p.heads, p.dim // p.heads, dropout=p.dropout, name="item_query"
             )
@@ -330,8 +364,7 @@ def _query_head(encoder: Any, p: HeadParams, queries: int) -> Any:
             self.drop = layers.Dropout(p.dropout)
             self.logit = layers.Dense(1, name="logit", dtype="float32")
 
-        def call(self, inputs: Any, training: bool | None = None) -> Any:
-            h = self.encoder.encode(inputs, training=training)  # (B, T, d)
+        def read(self, inputs: Any, h: Any, training: bool | None) -> Any:
             q = self.encoder.item_emb(inputs["queries"]) * math.sqrt(p.dim)  # (B, K, d)
             shape = tf.shape(inputs["queries"])
             valid = tf.broadcast_to((inputs["items"] > 0)[:, None, :],
@@ -341,10 +374,30 @@ def _query_head(encoder: Any, p: HeadParams, queries: int) -> Any:
             z = tf.concat([q, seen, q * seen, last, q * last], axis=-1)
             return self.logit(self.drop(self.mix(z), training=training))
 
-    model = QueryHead()
     x = sasrec.dummy(p.max_len, ages=True)
-    model({**x, "queries": np.zeros((1, queries), np.int32)}, training=False)
+    if queries:
+        model: Any = QueryHead()
+        x["queries"] = np.zeros((1, queries), np.int32)
+    else:
+        model = SequenceHead()
+    model(x, training=False)  # create the weights
     return model
+
+
+def next_item_loss(encoder: Any, h: Any, items: Any) -> Any:
+    """The SASRec objective on the head's own inputs: the encoder's state at each step
+    (causal: it has seen that step and the ones before) scores every item of the vocabulary
+    against the next step's item; mean softmax cross-entropy over the steps whose next step
+    is not padding (float32 whatever the policy)."""
+    import tensorflow as tf
+
+    table = tf.cast(encoder.item_emb.embeddings, tf.float32)
+    logits = tf.einsum("btd,nd->btn", tf.cast(h[:, :-1, :], tf.float32), table)
+    logits = logits + tf.one_hot(0, tf.shape(table)[0], on_value=-1e9, off_value=0.0)
+    target = items[:, 1:]
+    mask = tf.cast(tf.logical_and(target > 0, items[:, :-1] > 0), tf.float32)
+    per = tf.nn.sparse_softmax_cross_entropy_with_logits(target, logits)
+    return tf.reduce_sum(per * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
 def probabilities(model: Any, x: dict[str, np.ndarray], rows: int = 4096) -> np.ndarray:
