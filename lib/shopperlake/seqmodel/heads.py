@@ -474,9 +474,12 @@ def task(vocab: Vocab, p: HeadParams, queries: int = 0) -> runner.KerasTask:
     def compile_args() -> dict[str, Any]:
         import tensorflow as tf
 
+        auc = [tf.keras.metrics.AUC(name="auc", from_logits=True)]
+        # with query items the AUC must see the weights: padding slots (weight 0) are not
+        # negatives (class-constant weights leave a ROC-AUC as it is)
         return {
             "loss": tf.keras.losses.BinaryCrossentropy(from_logits=True),
-            "metrics": [tf.keras.metrics.AUC(name="auc", from_logits=True)],
+            **({"weighted_metrics": auc} if queries else {"metrics": auc}),
         }
 
     def callbacks(rank: int) -> list[Any]:
